@@ -65,6 +65,10 @@ type Cmd struct {
 	// Secret marks a command whose stdin must never be logged or printed (dry-run
 	// plans print "<secret>" instead). Argv must never hold secrets at all.
 	Secret bool
+	// ReadOnly marks a command that changes nothing on the host (a query such as
+	// `uname -r` or `journalctl`), so a dry run may really execute it instead of
+	// only recording it.
+	ReadOnly bool
 }
 
 // String renders the command for logs and dry-run plans.
