@@ -30,7 +30,7 @@ init can be re-run; phases already in place report "unchanged".`,
 	}
 	// Persistent, so `init phase ...` subcommands take them as well.
 	flags.AddFlags(c.PersistentFlags())
-	runner.SetDataInitializer(nodeData(&flags, nil))
+	runner.SetDataInitializer(nodeData(&flags, true, nil))
 	runner.BindToCommand(c)
 	return c
 }
@@ -38,9 +38,9 @@ init can be re-run; phases already in place report "unchanged".`,
 // nodeData returns the data initializer shared by init, join and reset. The flags
 // are read when a run starts, after cobra parsed them. check, when set, runs once
 // the data exists (reset's confirmation).
-func nodeData(flags *rundata.Flags, check func(*cobra.Command, *rundata.Node) error) func(*cobra.Command, []string) (workflow.RunData, error) {
+func nodeData(flags *rundata.Flags, requireConfig bool, check func(*cobra.Command, *rundata.Node) error) func(*cobra.Command, []string) (workflow.RunData, error) {
 	return func(c *cobra.Command, _ []string) (workflow.RunData, error) {
-		n, err := rundata.New(c.Context(), *flags, rundata.Options{Out: c.OutOrStdout()})
+		n, err := rundata.New(c.Context(), *flags, rundata.Options{Out: c.OutOrStdout(), RequireConfig: requireConfig})
 		if err != nil {
 			return nil, err
 		}

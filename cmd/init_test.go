@@ -3,15 +3,32 @@ package cmd
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/phases/initphases"
 	"github.com/kubeforge/kubeforge/phases/joinphases"
 	"github.com/kubeforge/kubeforge/phases/resetphases"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
+
+// seedConfig writes the default cluster config (master01, node01, node02).
+func seedConfig(t *testing.T) string {
+	t.Helper()
+	data, err := config.Marshal(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func runRoot(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
@@ -117,6 +134,7 @@ func TestRequiredPhaseNames(t *testing.T) {
 // naming the phase; implemented ones drop out of this test as their owners land them.
 func TestNotImplementedPhasesFail(t *testing.T) {
 	notImpl := reflect.ValueOf(workflow.NotImplemented).Pointer()
+	cfg := seedConfig(t)
 	checked := 0
 	for _, wf := range workflows {
 		leaves(nil, wf.phases, func(path []string, p workflow.Phase) {
@@ -124,7 +142,7 @@ func TestNotImplementedPhasesFail(t *testing.T) {
 				return
 			}
 			checked++
-			args := append(append([]string{wf.cmd, "phase"}, path...), "--node-name", "n1")
+			args := append(append([]string{wf.cmd, "phase"}, path...), "--config", cfg, "--node-name", "master01")
 			if wf.cmd == "reset" {
 				args = append(args, "--force")
 			}
@@ -142,9 +160,22 @@ func TestNotImplementedPhasesFail(t *testing.T) {
 }
 
 func TestSkipPhasesUnknownNameFromCLI(t *testing.T) {
-	_, err := runRoot(t, "", "init", "--node-name", "n1", "--skip-phases", "certs/apiservr")
+	_, err := runRoot(t, "", "init", "--skip-phases", "certs/apiservr")
 	if err == nil || !strings.Contains(err.Error(), `unknown phase "certs/apiservr"`) || !strings.Contains(err.Error(), "certs/apiserver") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestInitAndJoinRequireConfig(t *testing.T) {
+	for _, args := range [][]string{{"init"}, {"join"}, {"init", "phase", "certs", "ca"}} {
+		_, err := runRoot(t, "", append(args, "--node-name", "master01")...)
+		if err == nil || !strings.Contains(err.Error(), "--config is required") {
+			t.Errorf("%v: got %v", args, err)
+		}
+	}
+	_, err := runRoot(t, "", "join", "--config", seedConfig(t), "--node-name", "node07")
+	if err == nil || !strings.Contains(err.Error(), `"node07" is not a host`) {
+		t.Errorf("unknown node: got %v", err)
 	}
 }
 

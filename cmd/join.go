@@ -27,7 +27,7 @@ gives it (etcd member, worker). Every phase is idempotent, so join can be re-run
 		RunE: func(_ *cobra.Command, args []string) error { return runner.Run(args) },
 	}
 	flags.AddFlags(c.PersistentFlags())
-	runner.SetDataInitializer(nodeData(&flags, nil))
+	runner.SetDataInitializer(nodeData(&flags, true, nil))
 	runner.BindToCommand(c)
 	return c
 }

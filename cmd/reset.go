@@ -29,7 +29,7 @@ func newResetCmd() *cobra.Command {
 	}
 	flags.AddFlags(c.PersistentFlags())
 	c.PersistentFlags().BoolVarP(&force, "force", "f", false, "Reset without asking for confirmation")
-	runner.SetDataInitializer(nodeData(&flags, func(c *cobra.Command, n *rundata.Node) error {
+	runner.SetDataInitializer(nodeData(&flags, false, func(c *cobra.Command, n *rundata.Node) error {
 		// A dry run removes nothing, so there is nothing to confirm.
 		if force || n.DryRun() {
 			return nil

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +23,10 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
+	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -59,15 +63,18 @@ type Data interface {
 	workflow.LoggerProvider
 	workflow.ContextProvider
 	// Host is the machine the phases act on; in a dry run it records changes
-	// instead of making them.
+	// instead of making them (and the plan is printed when the run ends).
 	Host() host.Host
-	// NodeName is this node's name in the cluster configuration.
+	// Config is the loaded, validated cluster configuration; nil only for commands
+	// that do not require one (reset) when --config was not given.
+	Config() *config.Cluster
+	// Node is this machine's entry in Config (nil when Config is nil).
+	Node() *config.Host
+	// NodeName is this node's name: Node().Name, or without a config the
+	// --node-name flag or the lowercased hostname.
 	NodeName() string
 	DryRun() bool
-	// ConfigPath is the --config file ("" when none was given).
-	// TODO(config): add Config() *config.Cluster and Node() once bootstrap/config
-	// (Load, ResolveNode) is committed; New will load and resolve it up front so a
-	// bad file fails before any phase runs.
+	// ConfigPath is the absolute path of the --config file ("" when none was given).
 	ConfigPath() string
 	BundleDir() string
 	CertDir() string
@@ -86,25 +93,29 @@ func From(d workflow.RunData, phase string) (Data, error) {
 
 // Options are what New needs besides the flags.
 type Options struct {
-	// Out receives progress lines; nil means stdout.
+	// Out receives progress lines and the dry-run plan; nil means stdout.
 	Out io.Writer
-	// OpenHost opens the machine the phases act on. It is given the resolved node
-	// name.
-	// TODO(host/local): default to bootstrap/host/local once that package is
-	// committed; until then a nil OpenHost leaves Host() nil and phases that need
-	// it must not be implemented yet.
+	// RequireConfig makes --config mandatory (init and join act on the cluster it
+	// describes; reset can clean up without one).
+	RequireConfig bool
+	// OpenHost opens the machine the phases act on, given the resolved node name;
+	// nil means this machine (bootstrap/host/local).
 	OpenHost func(nodeName string) (host.Host, error)
-	// Hostname replaces os.Hostname (tests).
-	Hostname func() (string, error)
+	// Identity reports this machine's hostname and addresses, used to find it in
+	// the config when --node-name is not given; nil means config.LocalIdentity.
+	Identity func() (hostname string, addrs []net.IP, err error)
 }
 
 // Node is the run data of one init, join or reset on this node.
 type Node struct {
-	flags Flags
-	log   *workflow.Logger
-	ctx   context.Context
-	stop  context.CancelFunc
-	host  host.Host
+	flags  Flags
+	cfg    *config.Cluster
+	node   *config.Host
+	log    *workflow.Logger
+	ctx    context.Context
+	stop   context.CancelFunc
+	host   host.Host
+	dryRun *dryrun.Host // the same host, when it records instead of acting
 
 	closeOnce sync.Once
 	closeErr  error
@@ -112,52 +123,86 @@ type Node struct {
 
 var _ Data = (*Node)(nil)
 
-// New checks the flags and builds the run data. ctx is the parent context; an
-// interrupt (SIGINT/SIGTERM) cancels the run's context so the runner stops at the
-// next phase boundary. Close releases everything New acquired.
+// New checks the flags, loads the config, works out which host of it this machine
+// is and opens the host, in that order, so bad input fails before any phase runs.
+// ctx is the parent context; an interrupt (SIGINT/SIGTERM) cancels the run's
+// context so the runner stops at the next phase boundary. Close releases
+// everything New acquired.
 func New(ctx context.Context, f Flags, opts Options) (*Node, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if opts.Hostname == nil {
-		opts.Hostname = os.Hostname
-	}
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
-	f, err := normalize(f, opts.Hostname)
+	if opts.Identity == nil {
+		opts.Identity = config.LocalIdentity
+	}
+	if opts.OpenHost == nil {
+		opts.OpenHost = func(name string) (host.Host, error) { return local.New(local.Options{Name: name}), nil }
+	}
+	f, err := normalize(f)
 	if err != nil {
 		return nil, err
 	}
-
 	n := &Node{flags: f, log: workflow.NewLogger(opts.Out)}
-	if opts.OpenHost != nil {
-		h, err := opts.OpenHost(f.NodeName)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: open host: %w", f.NodeName, err)
-		}
-		// TODO(host/dryrun): with f.DryRun, wrap h in the dry-run host
-		// (bootstrap/host/dryrun) here and print its plan from Close.
-		n.host = h
+	if err := n.resolve(opts); err != nil {
+		return nil, err
+	}
+
+	h, err := opts.OpenHost(n.flags.NodeName)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: open host: %w", n.flags.NodeName, err)
+	}
+	n.host = h
+	if f.DryRun {
+		n.dryRun = dryrun.New(h, dryrun.Options{})
+		n.host = n.dryRun
 	}
 	n.ctx, n.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	return n, nil
 }
 
-// normalize fills in defaults and rejects values that would otherwise surface as
-// confusing failures deep inside a phase.
-func normalize(f Flags, hostname func() (string, error)) (Flags, error) {
-	if f.NodeName == "" {
-		h, err := hostname()
+// resolve loads the config and settles the node name.
+func (n *Node) resolve(opts Options) error {
+	f := &n.flags
+	switch {
+	case f.ConfigPath != "":
+		cfg, err := config.Load(f.ConfigPath)
 		if err != nil {
-			return f, fmt.Errorf("--node-name not given and the hostname is unknown: %w", err)
+			return err
+		}
+		var hostname string
+		var addrs []net.IP
+		if f.NodeName == "" {
+			if hostname, addrs, err = opts.Identity(); err != nil {
+				return fmt.Errorf("--node-name not given and this machine's identity is unknown: %w", err)
+			}
+		}
+		node, err := cfg.ResolveNode(f.NodeName, hostname, addrs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.ConfigPath, err)
+		}
+		n.cfg, n.node, f.NodeName = cfg, node, node.Name
+	case opts.RequireConfig:
+		return errors.New("--config is required: this command acts on the cluster the configuration file describes")
+	case f.NodeName == "":
+		hostname, _, err := opts.Identity()
+		if err != nil {
+			return fmt.Errorf("--node-name not given and the hostname is unknown: %w", err)
 		}
 		// Kubernetes node names are lowercase; hostnames often are not.
-		f.NodeName = strings.ToLower(strings.TrimSpace(h))
+		f.NodeName = strings.ToLower(strings.TrimSpace(hostname))
 	}
 	if errs := validation.IsDNS1123Subdomain(f.NodeName); len(errs) > 0 {
-		return f, fmt.Errorf("--node-name %q is not a valid node name: %s", f.NodeName, strings.Join(errs, "; "))
+		return fmt.Errorf("--node-name %q is not a valid node name: %s", f.NodeName, strings.Join(errs, "; "))
 	}
+	return nil
+}
+
+// normalize fills in defaults and rejects paths that would otherwise surface as
+// confusing failures deep inside a phase.
+func normalize(f Flags) (Flags, error) {
 	dirs := []struct {
 		flag string
 		val  *string
@@ -191,6 +236,8 @@ func normalize(f Flags, hostname func() (string, error)) (Flags, error) {
 func (n *Node) Logger() *workflow.Logger { return n.log }
 func (n *Node) Context() context.Context { return n.ctx }
 func (n *Node) Host() host.Host          { return n.host }
+func (n *Node) Config() *config.Cluster  { return n.cfg }
+func (n *Node) Node() *config.Host       { return n.node }
 func (n *Node) NodeName() string         { return n.flags.NodeName }
 func (n *Node) DryRun() bool             { return n.flags.DryRun }
 func (n *Node) ConfigPath() string       { return n.flags.ConfigPath }
@@ -199,12 +246,19 @@ func (n *Node) CertDir() string          { return n.flags.CertDir }
 func (n *Node) KubeconfigDir() string    { return n.flags.KubeconfigDir }
 func (n *Node) Flags() Flags             { return n.flags }
 
-// Close releases the host and the signal handler. The runner calls it once the run
-// ends; calling it again returns the first result.
+// Close prints the dry-run plan, if any, and releases the host and the signal
+// handler. The runner calls it once the run ends, also after a failure, so a dry
+// run shows what it planned up to the failing phase. Calling it again returns the
+// first result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.stop != nil {
 			n.stop()
+		}
+		if n.dryRun != nil {
+			if err := n.dryRun.PrintPlan(n.log.Writer()); err != nil {
+				n.closeErr = fmt.Errorf("printing the dry-run plan: %w", err)
+			}
 		}
 		if n.host != nil {
 			if err := n.host.Close(); err != nil {
