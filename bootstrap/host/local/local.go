@@ -190,7 +190,7 @@ func (h *Host) WriteFile(ctx context.Context, path string, data []byte, opts hos
 	}
 	// After chown: chown clears setuid/setgid bits, and the mode must not depend on
 	// the process umask either.
-	if err := f.Chmod(toOSMode(mode)); err != nil {
+	if err := syscall.Fchmod(int(f.Fd()), hostutil.ChmodBits(mode)); err != nil {
 		return fmt.Errorf("%s: write %s: %w", h.name, path, err)
 	}
 	if err := f.Close(); err != nil {
@@ -207,10 +207,6 @@ func (h *Host) WriteFile(ctx context.Context, path string, data []byte, opts hos
 		d.Close()
 	}
 	return nil
-}
-
-func toOSMode(m fs.FileMode) os.FileMode {
-	return m.Perm() | m&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
 }
 
 // lookupOwner resolves names or numeric ids; -1 leaves that id unchanged (chown(2)).
@@ -280,8 +276,8 @@ func (h *Host) MkdirAll(ctx context.Context, path string, mode fs.FileMode) erro
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return fmt.Errorf("%s: %w", h.name, err)
 	}
-	if err := os.Chmod(path, toOSMode(mode)); err != nil {
-		return fmt.Errorf("%s: %w", h.name, err)
+	if err := syscall.Chmod(path, hostutil.ChmodBits(mode)); err != nil {
+		return fmt.Errorf("%s: chmod %s: %w", h.name, path, err)
 	}
 	return nil
 }

@@ -101,9 +101,11 @@ func FileModeFromUnix(m uint32) fs.FileMode {
 }
 
 // ChmodBits converts the permission part of an fs.FileMode (including setuid, setgid
-// and sticky, which Go keeps outside Perm) to the octal number chmod(2) takes.
+// and sticky, which Go keeps outside Perm) to the octal number chmod(2) takes. The
+// Unix spelling of those bits (0o2750) is honoured too, since that is how people
+// write modes and Go would otherwise drop the bit silently.
 func ChmodBits(mode fs.FileMode) uint32 {
-	m := uint32(mode.Perm())
+	m := uint32(mode) & 0o7777
 	if mode&fs.ModeSetuid != 0 {
 		m |= sISUID
 	}
