@@ -107,8 +107,8 @@ func Parse(data []byte) (*Cluster, error) {
 	}
 	obj, ok := tree.(map[string]any)
 	if !ok {
-		return nil, &InvalidError{Errors: field.ErrorList{
-			field.TypeInvalid(nil, jsonKind(tree), "the configuration must be a YAML mapping with apiVersion, kind, metadata and spec")}}
+		return nil, fmt.Errorf("the configuration is a %s, not a YAML mapping with apiVersion, kind, metadata and spec",
+			strings.Trim(jsonKind(tree), "<>"))
 	}
 
 	// Check the version first: field names of another version mean nothing here.
@@ -331,7 +331,13 @@ func normalize(v any, t reflect.Type, p *field.Path) field.ErrorList {
 	case reflect.Int, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
-			return field.ErrorList{field.TypeInvalid(p, scalarForMessage(v), "must be an integer")}
+			detail := "must be an integer"
+			if s, isStr := v.(string); isStr {
+				if _, err := json.Number(s).Int64(); err == nil {
+					detail += "; remove the quotes"
+				}
+			}
+			return field.ErrorList{field.TypeInvalid(p, scalarForMessage(v), detail)}
 		}
 		i, err := n.Int64()
 		if err != nil {
@@ -391,13 +397,15 @@ func unknownFieldDetail(key string, fields map[string]reflect.StructField) strin
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	best, bestD := "", 3
+	// A close spelling (typo, wrong case) or an abbreviation ("kubeVersion" for
+	// "kubernetesVersion") is most likely what was meant.
+	best, bestD := "", math.MaxInt
+	lk := strings.ToLower(key)
 	for _, n := range names {
-		if strings.EqualFold(n, key) {
-			best = n
-			break
-		}
-		if d := editDistance(strings.ToLower(n), strings.ToLower(key)); d < bestD {
+		ln := strings.ToLower(n)
+		d := editDistance(ln, lk)
+		near := d <= 2 || (len(lk) >= 4 && (isSubsequence(lk, ln) || isSubsequence(ln, lk)))
+		if near && d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -405,6 +413,17 @@ func unknownFieldDetail(key string, fields map[string]reflect.StructField) strin
 		return fmt.Sprintf("unknown field (did you mean %q?)", best)
 	}
 	return "unknown field (known fields: " + strings.Join(names, ", ") + ")"
+}
+
+// isSubsequence reports whether the letters of a appear in b in order.
+func isSubsequence(a, b string) bool {
+	i := 0
+	for j := 0; i < len(a) && j < len(b); j++ {
+		if a[i] == b[j] {
+			i++
+		}
+	}
+	return i == len(a)
 }
 
 func editDistance(a, b string) int {

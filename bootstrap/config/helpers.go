@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -61,11 +62,13 @@ func (c *Cluster) Host(name string) (*Host, bool) {
 	return nil, false
 }
 
-// HostNames lists the host names in config order.
+// HostNames lists the distinct host names in config order.
 func (c *Cluster) HostNames() []string {
 	names := make([]string, 0, len(c.Spec.Hosts))
 	for _, h := range c.Spec.Hosts {
-		names = append(names, h.Name)
+		if !slices.Contains(names, h.Name) {
+			names = append(names, h.Name)
+		}
 	}
 	return names
 }

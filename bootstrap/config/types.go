@@ -134,6 +134,9 @@ const (
 )
 
 // Overlay configures the VXLAN device each node creates.
+//
+// As everywhere in this config, a numeric field left out or set to 0 takes its
+// default; only MTU gives 0 a meaning of its own.
 type Overlay struct {
 	// VNI is the VXLAN network identifier (1..16777215).
 	VNI int `json:"vni,omitempty"`

@@ -279,7 +279,10 @@ func (v *validator) hostAddr(p *field.Path, s string) (netip.Addr, bool) {
 		v.add(field.Invalid(p, s, "not an IP address"))
 		return netip.Addr{}, false
 	}
-	a = a.Unmap()
+	if a.Is4In6() {
+		v.add(field.Invalid(p, s, "write IPv4 addresses in dotted form, not IPv4-mapped IPv6"))
+		return netip.Addr{}, false
+	}
 	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		v.add(field.Invalid(p, s, "not a unicast address a host can have"))
 		return netip.Addr{}, false
