@@ -13,8 +13,9 @@ import (
 )
 
 // CertNames are the certs subphases, CAs before the certificates they sign.
-// TODO(certs): take this list from the certs package once it exists, so the phase
-// names cannot drift from what is actually issued.
+// They match the certs package's catalog (certs.CertNames).
+// TODO(certs): build the list from certs.CertNames once that package is committed,
+// so the phase names cannot drift from what is actually issued.
 var CertNames = []struct{ Name, Short string }{
 	{"ca", "Issue the Kubernetes cluster CA"},
 	{"apiserver", "Issue the API server's serving certificate"},
@@ -26,6 +27,7 @@ var CertNames = []struct{ Name, Short string }{
 	{"etcd-peer", "Issue the etcd members' peer certificate"},
 	{"etcd-healthcheck-client", "Issue the client certificate for etcd health checks"},
 	{"apiserver-etcd-client", "Issue the client certificate the API server uses to reach etcd"},
+	{"etcd-overlay-client", "Issue the overlay agent's client certificate for etcd"},
 	{"sa", "Create the service account token signing key pair"},
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -394,4 +396,26 @@ func timingOf(t *testing.T, r *Runner, name string) PhaseTiming {
 	}
 	t.Fatalf("no timing for %s in %+v", name, r.Timings())
 	return PhaseTiming{}
+}
+
+// BenchmarkRunnerOverhead measures what the runner itself adds per run of an
+// init-sized tree (about 40 phases) whose phases do nothing.
+func BenchmarkRunnerOverhead(b *testing.B) {
+	var phases []Phase
+	for g := 0; g < 8; g++ {
+		group := Phase{Name: fmt.Sprintf("group%d", g)}
+		for l := 0; l < 5; l++ {
+			group.Phases = append(group.Phases, Phase{Name: fmt.Sprintf("leaf%d", l), Run: func(RunData) error { return nil }})
+		}
+		phases = append(phases, group)
+	}
+	r, _ := newTestRunner(phases)
+	r.SetOutput(io.Discard)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Run(nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(r.Timings())), "phases/run")
 }
