@@ -261,11 +261,15 @@ func (h *Host) dial(ctx context.Context) (*xssh.Client, error) {
 			sc.Close()
 		}
 		tcp.Close()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%s: ssh handshake with %s timed out after %s", h.name, h.hostport, h.cfg.ConnectTimeout)
+		}
 		return nil, fmt.Errorf("%s: ssh handshake with %s: %w", h.name, h.hostport, ctx.Err())
 	}
 	if err != nil {
 		tcp.Close()
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, fmt.Errorf("%s: ssh handshake with %s timed out after %s", h.name, h.hostport, h.cfg.ConnectTimeout)
 		}
 		return nil, fmt.Errorf("%s: ssh to %s@%s: %w", h.name, h.cfg.User, h.hostport, err)
