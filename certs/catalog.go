@@ -77,7 +77,7 @@ func CertNames() []string {
 	return out
 }
 
-// CADefs lists the CA names.
+// caNames lists the CAs.
 func caNames() []string { return []string{CertCA, CertFrontProxyCA, CertEtcdCA} }
 
 func lookupCert(name string) (certDef, bool) {
@@ -220,4 +220,22 @@ func (s *sanSet) add(names ...string) {
 			s.dns = append(s.dns, n)
 		}
 	}
+}
+
+// CertInfo describes one catalog entry for callers that list or run them (the
+// `init phase certs <name>` subphases).
+type CertInfo struct {
+	Name        string // e.g. "etcd-peer"
+	BaseName    string // path below the cert dir without extension, e.g. "etcd/peer"
+	CAName      string // signing CA; empty for CAs and the SA key pair
+	Description string
+}
+
+// Catalog lists every certificate kubeforge manages, CAs before what they sign.
+func Catalog() []CertInfo {
+	out := make([]CertInfo, len(catalog))
+	for i, d := range catalog {
+		out[i] = CertInfo{Name: d.name, BaseName: d.baseName, CAName: d.caName, Description: d.long}
+	}
+	return out
 }

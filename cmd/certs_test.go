@@ -1,0 +1,94 @@
+package cmd
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/certs"
+)
+
+func certsFixture(t *testing.T) (certDir, kcDir string) {
+	t.Helper()
+	root := t.TempDir()
+	p := &certs.PKI{
+		Spec: certs.Spec{NodeName: "master01", AdvertiseAddress: "192.168.161.151", KeyAlgorithm: certs.ECDSAP256,
+			Validity: 2 * time.Hour},
+		CertDir: filepath.Join(root, "pki"), KubeconfigDir: root,
+		// Back-dated so that renewal (now) visibly extends NotAfter.
+		Now: func() time.Time { return time.Now().Add(-time.Hour) },
+	}
+	if err := p.CreateAll(); err != nil {
+		t.Fatal(err)
+	}
+	return p.CertDir, root
+}
+
+func TestCertsCheckExpirationCommand(t *testing.T) {
+	certDir, kcDir := certsFixture(t)
+	out, err := runRoot(t, "", "certs", "check-expiration", "--cert-dir", certDir, "--kubeconfig-dir", kcDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CERTIFICATE AUTHORITY", "admin.conf", "apiserver-etcd-client", "etcd-ca"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runRoot(t, "", "certs", "check-expiration", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r certs.ExpirationReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.CAs) != 3 {
+		t.Fatalf("json output (%v):\n%s", err, out)
+	}
+	if _, err := runRoot(t, "", "certs", "check-expiration", "-o", "yaml"); err == nil {
+		t.Error("-o yaml accepted")
+	}
+}
+
+func TestCertsRenewCommand(t *testing.T) {
+	certDir, kcDir := certsFixture(t)
+	before, _ := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+	out, err := runRoot(t, "", "certs", "renew", "all", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "apiserver") || !strings.Contains(out, "would renew") {
+		t.Errorf("dry-run output:\n%s", out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(certDir, "apiserver.crt")); string(after) != string(before) {
+		t.Fatal("--dry-run changed apiserver.crt")
+	}
+	backup := filepath.Join(t.TempDir(), "backup")
+	out, err = runRoot(t, "", "certs", "renew", "apiserver", "admin.conf", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--backup-dir", backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(certDir, "apiserver.crt")); string(after) == string(before) {
+		t.Fatalf("renew did not change apiserver.crt:\n%s", out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(backup, "pki", "apiserver.crt")); string(got) != string(before) {
+		t.Error("backup does not hold the replaced apiserver.crt")
+	}
+	if _, err := runRoot(t, "", "certs", "renew", "all", "apiserver", "--cert-dir", certDir); err == nil {
+		t.Error(`"all" combined with a name accepted`)
+	}
+	if _, err := runRoot(t, "", "certs", "renew", "ca", "--cert-dir", certDir); err == nil {
+		t.Error("renewing a CA accepted")
+	}
+}
+
+func TestCertsCertificateKeyCommand(t *testing.T) {
+	out, err := runRoot(t, "", "certs", "certificate-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := strings.TrimSpace(out); len(k) != 64 {
+		t.Errorf("certificate key %q is not 64 hex characters", k)
+	}
+}
