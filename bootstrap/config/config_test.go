@@ -65,9 +65,9 @@ func roundTrip(t *testing.T, c *Cluster) {
 
 func TestRoundTripDefault(t *testing.T) { roundTrip(t, Default()) }
 
-// A config that sets every field, including the optional ones Default leaves
-// empty, so the round trip covers all of them.
-func TestRoundTripEveryField(t *testing.T) {
+// everyField is a valid config that sets every field, including the optional
+// ones Default leaves empty.
+func everyField() *Cluster {
 	c := Default()
 	c.Metadata.Name = "prod-1"
 	c.Spec.ControlPlaneEndpoint = "api.prod.example.com:8443"
@@ -84,11 +84,21 @@ func TestRoundTripEveryField(t *testing.T) {
 	c.Spec.Components.ControllerManager.ExtraArgs = map[string]string{"terminated-pod-gc-threshold": "500"}
 	c.Spec.Components.Scheduler.ExtraArgs = map[string]string{"v": "1"}
 	c.Spec.Components.Kubelet.ExtraArgs = map[string]string{"max-pods": "200", "node-labels": "tier=yes,on=off"}
-	c.Spec.Components.KubeProxy.ExtraArgs = map[string]string{"proxy-mode": "ipvs"}
+	// Values YAML would otherwise read as something else must come back as text.
+	c.Spec.Components.KubeProxy.ExtraArgs = map[string]string{"proxy-mode": "ipvs",
+		"a": "", "b": " lead", "c": "trail ", "d": "yes", "e": "null", "f": "~", "g": "0x1F", "h": "1e3",
+		"i": "010", "j": "k: v", "k": "# c", "l": "- d", "m": "'q'", "n": `"dq"`, "o": "ünïcode", "p": "{}",
+		"q": "[x]", "r": "*alias", "s": "&anchor", "t": "!tag", "u": "%x", "v": "@", "w": "`", "x": "<&>",
+		"y": "on", "z": "1:2:3", "0": "2001-01-01", "1": ".inf", "2": "-.5", "3": "+1", "4": "0o17", "5": "true"}
 	c.Spec.TimeSync = TimeSync{Server: "node01", UpstreamServers: []string{"0.pool.ntp.org", "192.168.1.1"}}
 	c.Spec.Security = Security{SELinux: SELinuxEnforcingKeep, Firewall: FirewallOpenPorts}
-	if _, err := c.Validate(); err != nil {
-		t.Fatal(err)
+	return c
+}
+
+func TestRoundTripEveryField(t *testing.T) {
+	c := everyField()
+	if w, err := c.Validate(); err != nil || len(w) != 0 {
+		t.Fatalf("warnings %q, err %v", w, err)
 	}
 	roundTrip(t, c)
 }

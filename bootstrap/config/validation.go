@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -368,8 +369,8 @@ func (v *validator) hosts(p *field.Path) {
 			if h.SSH.KeyPath != "" {
 				if !filepath.IsAbs(h.SSH.KeyPath) {
 					v.add(field.Invalid(sp.Child("keyPath"), h.SSH.KeyPath, "must be an absolute path"))
-				} else if hasControl(h.SSH.KeyPath) {
-					v.add(field.Invalid(sp.Child("keyPath"), h.SSH.KeyPath, "must not contain control characters"))
+				} else if bad := badText(h.SSH.KeyPath); bad != "" {
+					v.add(field.Invalid(sp.Child("keyPath"), h.SSH.KeyPath, bad))
 				}
 			}
 		}
@@ -540,8 +541,8 @@ func (v *validator) absPath(p *field.Path, s string) {
 		v.add(field.Invalid(p, s, "must be an absolute path"))
 	case filepath.Clean(s) == "/":
 		v.add(field.Invalid(p, s, "must not be the root directory"))
-	case hasControl(s):
-		v.add(field.Invalid(p, s, "must not contain control characters"))
+	case badText(s) != "":
+		v.add(field.Invalid(p, s, badText(s)))
 	}
 }
 
@@ -557,8 +558,8 @@ func (v *validator) extraArgs(p *field.Path, component string, args map[string]s
 			continue
 		}
 		// Values land in a systemd unit's ExecStart line; a newline would end it.
-		if hasControl(args[k]) {
-			v.add(field.Invalid(kp, args[k], "must not contain control characters such as newlines"))
+		if bad := badText(args[k]); bad != "" {
+			v.add(field.Invalid(kp, args[k], bad))
 		}
 		if f, ok := managedFlags[component][k]; ok {
 			v.warn(kp, "overrides the value kubeforge derives from %s; prefer setting %s", f, f)
@@ -626,8 +627,16 @@ func (v *validator) timeSync(p *field.Path) {
 	}
 }
 
-func hasControl(s string) bool {
-	return strings.IndexFunc(s, unicode.IsControl) >= 0
+// badText says what is wrong with free text that ends up in unit files and
+// command lines, or "" when nothing is.
+func badText(s string) string {
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return "must not contain control characters such as newlines"
+	}
+	return ""
 }
 
 func sortedStringKeys(m map[string]string) []string {

@@ -255,3 +255,20 @@ func TestHAEndpointWarning(t *testing.T) {
 		t.Fatalf("VIP endpoint: warnings %q, err %v", w, err)
 	}
 }
+
+// YAML cannot carry invalid UTF-8, but a Cluster built in code can; it must not
+// reach a unit file (the fuzzer found that it did not survive Marshal).
+func TestValidateRejectsInvalidUTF8(t *testing.T) {
+	c := Default()
+	c.Spec.Etcd.DataDir = "/data/\xa8"
+	c.Spec.Components.Kubelet.ExtraArgs = map[string]string{"root-dir": "/var/\xff"}
+	_, err := c.Validate()
+	for _, want := range []string{
+		`spec.etcd.dataDir: Invalid value: "/data/\xa8": must be valid UTF-8`,
+		`spec.components.kubelet.extraArgs[root-dir]: Invalid value: "/var/\xff": must be valid UTF-8`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %s in %v", want, err)
+		}
+	}
+}
