@@ -1,0 +1,35 @@
+# kubeforge — see README.md. Two entry points matter:
+#   make lab    bring up the lab cluster hosts on this machine and show them
+#   make test   everything CI runs (unit, fuzz, benchmarks-as-tests, e2e on lab hosts)
+SHELL := /bin/bash
+BIN   ?= _output/kubeforge
+LAB_DIR ?= /var/lib/kubeforge/lab
+
+.PHONY: build deps bundle lab lab-down test unit e2e fuzz bench vet
+
+build:
+	@mkdir -p _output
+	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/kubeforge
+
+deps:
+	@hack/install-deps.sh
+
+bundle: deps
+	@hack/build-bundle.sh >/dev/null
+
+lab: deps bundle build
+	$(BIN) lab up --dir $(LAB_DIR)
+	$(BIN) lab status --dir $(LAB_DIR)
+
+lab-down: build
+	$(BIN) lab down --dir $(LAB_DIR)
+
+vet:
+	gofmt -l $$(git ls-files '*.go') | (! grep .)
+	go vet ./...
+
+test:
+	@hack/test.sh
+
+bench: deps bundle build
+	@hack/bench-lab.sh

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what it needs, builds the
+# bundle (cached in ~/.cache/kubeforge), then runs every test, the end-to-end tests on
+# real lab hosts included, and a bounded fuzz run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { printf '[test] %s (+%ss)\n' "$*" "$(( $(date +%s) - t0 ))" >&2; }
+
+step "dependencies"
+hack/install-deps.sh
+step "bundle"
+KUBEFORGE_BUNDLE=$(hack/build-bundle.sh | tail -n1)
+export KUBEFORGE_BUNDLE KUBEFORGE_E2E=1
+step "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
+go vet ./...
+step "go test ./... (unit + end-to-end on lab hosts)"
+go test -count=1 -timeout 40m ./... 2>&1 | tee /tmp/kubeforge-test.log
+step "fuzz (bounded)"
+for f in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r dirname | sort -u); do
+  for name in $(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$f"/*_test.go | sed 's/^func //'); do
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-30s}" "$f"
+  done
+done
+step "done"
