@@ -1,0 +1,142 @@
+// Package unitcheck is the end-to-end unit life cycle that every Host implementation
+// must get right against a real systemd: the same checks run for the local host
+// (inside a lab machine) and for the SSH host (from outside).
+package unitcheck
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+)
+
+// Lifecycle writes, enables, starts, inspects, breaks, stops, disables and removes
+// throwaway units on h, whose systemd must be real, and cleans up after itself.
+func Lifecycle(t *testing.T, h host.Host) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	u := h.Units()
+	b := make([]byte, 4)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	name := "kubeforge-e2e-" + id + ".service"
+	broken := "kubeforge-e2e-broken-" + id + ".service"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, n := range []string{name, broken} {
+			u.Stop(ctx, n)
+			u.Disable(ctx, n)
+			u.RemoveUnit(ctx, n)
+		}
+	})
+
+	unit := "[Unit]\nDescription=kubeforge e2e " + id + "\n[Service]\n" +
+		"ExecStart=/bin/sh -c 'echo hello-" + id + "; exec sleep 3600'\n" +
+		"[Install]\nWantedBy=multi-user.target\n"
+	changed, err := u.WriteUnit(ctx, name, []byte(unit))
+	if err != nil || !changed {
+		t.Fatalf("WriteUnit: changed=%v err=%v", changed, err)
+	}
+	if changed, err := u.WriteUnit(ctx, name, []byte(unit)); err != nil || changed {
+		t.Fatalf("identical WriteUnit: changed=%v err=%v", changed, err)
+	}
+	st, err := u.Status(ctx, name)
+	if err != nil || st.LoadState != "loaded" || st.Active() || st.Enabled != "disabled" {
+		t.Fatalf("status of a new unit = %+v, %v (want loaded, inactive, disabled: WriteUnit must reload)", st, err)
+	}
+
+	if err := u.Enable(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	st, err = u.Status(ctx, name)
+	if err != nil || !st.Active() || st.SubState != "running" || st.Enabled != "enabled" || st.MainPID <= 0 {
+		t.Fatalf("status after enable+start = %+v, %v", st, err)
+	}
+	// systemctl must agree with what D-Bus told us.
+	r, err := h.Run(ctx, host.Cmd{Argv: []string{"systemctl", "is-active", name}, ReadOnly: true})
+	if err != nil || strings.TrimSpace(string(r.Stdout)) != "active" {
+		t.Fatalf("systemctl is-active = %q, %v", r.Stdout, err)
+	}
+	if comm, err := h.ReadFile(ctx, "/proc/"+strconv.Itoa(st.MainPID)+"/comm"); err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+		t.Fatalf("MainPID %d is %q, %v; want the unit's sleep", st.MainPID, comm, err)
+	}
+
+	// The journal has the unit's output (journald may lag a little behind).
+	var lines []string
+	for i := 0; i < 50; i++ {
+		if lines, err = u.Journal(ctx, name, 10); err == nil && strings.Contains(strings.Join(lines, "\n"), "hello-"+id) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "hello-"+id) {
+		t.Fatalf("journal = %q, %v; want hello-%s", lines, err, id)
+	}
+
+	oldPID := st.MainPID
+	if err := u.Restart(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = u.Status(ctx, name); !st.Active() || st.MainPID == oldPID {
+		t.Fatalf("after restart: %+v (old pid %d)", st, oldPID)
+	}
+
+	// A unit that fails to start: the job result is an error with the journal.
+	if _, err := u.WriteUnit(ctx, broken, []byte("[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo broken-"+id+" >&2; exit 3'\n")); err != nil {
+		t.Fatal(err)
+	}
+	err = u.Start(ctx, broken)
+	if err == nil || !strings.Contains(err.Error(), broken) || !strings.Contains(err.Error(), `"failed"`) {
+		t.Fatalf("start of a failing unit: %v", err)
+	}
+	t.Logf("failing unit error: %v", err)
+	if err := u.Enable(ctx, broken); err == nil || !strings.Contains(err.Error(), "[Install]") {
+		t.Fatalf("enable without [Install]: %v", err)
+	}
+
+	if err := u.Stop(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Stop(ctx, name); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if err := u.Disable(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = u.Status(ctx, name); st.Active() || st.Enabled != "disabled" || st.MainPID != 0 {
+		t.Fatalf("after stop+disable: %+v", st)
+	}
+	for _, n := range []string{name, broken} {
+		if err := u.RemoveUnit(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if st, err = u.Status(ctx, n); err != nil || st.LoadState != "not-found" {
+			t.Fatalf("after RemoveUnit(%s): %+v, %v", n, st, err)
+		}
+	}
+	if err := u.Stop(ctx, "kubeforge-e2e-never-"+id+".service"); err != nil {
+		t.Fatalf("stop of a unit that never existed: %v", err)
+	}
+	if err := u.Disable(ctx, "kubeforge-e2e-never-"+id+".service"); err != nil {
+		t.Fatalf("disable of a unit that never existed: %v", err)
+	}
+}
+
+// LabDir returns the lab directory for e2e tests, skipping the test when none is
+// configured.
+func LabDir(t *testing.T) string {
+	dir := os.Getenv("KUBEFORGE_LAB_DIR")
+	if dir == "" {
+		t.Skip("KUBEFORGE_LAB_DIR not set: no lab hosts (kubeforge lab up) to test against")
+	}
+	return dir
+}
