@@ -204,39 +204,29 @@ func yamlTree(data []byte) (any, error) {
 	return tree, nil
 }
 
-// firstNonEmptyDoc re-encodes the single non-null document so YAMLToJSON, which
-// reads only the first document, sees it even after empty ones ("---\n---\nkind:").
+// firstNonEmptyDoc returns the one non-null document of the stream in a form
+// YAMLToJSON, which reads only the first document, sees: the input itself when that
+// document comes first, else the document re-encoded on its own (after leading
+// empty documents such as "---\n---\nkind: ...").
 func firstNonEmptyDoc(data []byte) []byte {
 	d := yamlv2.NewDecoder(bytes.NewReader(data))
-	idx := 0
-	for {
+	for idx := 0; ; idx++ {
 		var v any
 		if err := d.Decode(&v); err != nil {
+			return data // cannot happen after yamlTree's first pass; let YAMLToJSON report
+		}
+		if v == nil {
+			continue
+		}
+		if idx == 0 {
 			return data
 		}
-		if v != nil {
-			break
-		}
-		idx++
-	}
-	if idx == 0 {
-		return data
-	}
-	// Rare: leading empty documents. Decode as a MapSlice to keep key order and
-	// marshal it back; scalars round-trip with their YAML types intact.
-	d = yamlv2.NewDecoder(bytes.NewReader(data))
-	var ms yamlv2.MapSlice
-	for i := 0; i <= idx; i++ {
-		ms = nil
-		if err := d.Decode(&ms); err != nil {
+		out, err := yamlv2.Marshal(v)
+		if err != nil {
 			return data
 		}
+		return out
 	}
-	out, err := yamlv2.Marshal(ms)
-	if err != nil {
-		return data
-	}
-	return out
 }
 
 func checkTypeMeta(obj map[string]any, key, want string) field.ErrorList {
