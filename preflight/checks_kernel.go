@@ -32,8 +32,22 @@ type moduleState struct {
 	loaded, builtin, atBoot bool
 }
 
+// moduleProof is a path that exists only while the module's feature is in the
+// kernel: it catches modules compiled in without a /sys/module entry (no
+// parameters) on kernels whose modules.builtin is not installed.
+var moduleProof = map[string]string{
+	"br_netfilter": "/proc/sys/net/bridge/bridge-nf-call-iptables",
+}
+
+// moduleStates works out, per required module, whether it is in the kernel now
+// and whether it will be after a reboot. A module that is active but not in
+// /proc/modules is compiled in: every loaded loadable module is listed there.
 func moduleStates(ctx context.Context, h host.Host) (map[string]moduleState, error) {
 	procModules, _, err := readOptional(ctx, h, "/proc/modules")
+	if err != nil {
+		return nil, err
+	}
+	filesystems, _, err := readOptional(ctx, h, "/proc/filesystems")
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +65,13 @@ func moduleStates(ctx context.Context, h host.Host) (map[string]moduleState, err
 	if err != nil {
 		return nil, err
 	}
+	exists := func(p string) (bool, error) {
+		_, err := h.Stat(ctx, p)
+		if host.IsNotExist(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	out := map[string]moduleState{}
 	for _, m := range requiredModules {
 		var st moduleState
@@ -62,17 +83,31 @@ func moduleStates(ctx context.Context, h host.Host) (map[string]moduleState, err
 				st.builtin = true
 			}
 		}
-		if _, err := h.Stat(ctx, "/sys/module/"+m); err == nil {
-			st.loaded = true
-		} else if !host.IsNotExist(err) {
-			return nil, err
-		}
+		inProc := false
 		for _, l := range strings.Split(procModules, "\n") {
 			if f := strings.Fields(l); len(f) > 0 && normModule(f[0]) == normModule(m) {
+				inProc = true
+			}
+		}
+		for _, l := range strings.Split(filesystems, "\n") {
+			if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == m {
+				st.loaded = true // overlay registers the "overlay" filesystem
+			}
+		}
+		if ok, err := exists("/sys/module/" + m); err != nil {
+			return nil, err
+		} else if ok {
+			st.loaded = true
+		}
+		if p := moduleProof[m]; p != "" {
+			if ok, err := exists(p); err != nil {
+				return nil, err
+			} else if ok {
 				st.loaded = true
 			}
 		}
-		st.loaded = st.loaded || st.builtin
+		st.builtin = st.builtin || (st.loaded && !inProc)
+		st.loaded = st.loaded || inProc || st.builtin
 		for _, l := range strings.Split(bootLists, "\n") {
 			if t := strings.TrimSpace(l); t != "" && normModule(t) == normModule(m) {
 				st.atBoot = true

@@ -379,12 +379,21 @@ func TestKernelModulesCheck(t *testing.T) {
 			f.put("/proc/modules", "overlay 151552 0 - Live 0x0\nbr_netfilter 32768 0 - Live 0x0\n")
 			f.put("/etc/modules-load.d/k8s.conf", "# kubeadm docs\noverlay\nbr_netfilter\n")
 		}},
+		{name: "compiled in without modules.builtin", setup: func(f *fakeHost) {
+			f.put("/proc/filesystems", "nodev\tsysfs\nnodev\toverlay\n")
+			f.put(procSysPath("net.bridge.bridge-nf-call-iptables"), "1\n")
+		}},
 		{name: "loaded but not at boot", setup: func(f *fakeHost) {
 			f.dirs["/sys/module/overlay"] = true
 			f.dirs["/sys/module/br_netfilter"] = true
+			f.put("/proc/modules", "overlay 151552 0 - Live 0x0\nbr_netfilter 32768 0 - Live 0x0\n")
 			f.put("/etc/modules", "# /etc/modules\nloop\n")
 		}, warns: []string{"overlay is loaded but not listed", "br_netfilter is loaded but not listed"}, fix: true},
-		{name: "not loaded", setup: func(f *fakeHost) { f.dirs["/sys/module/overlay"] = true; f.put("/etc/modules", "overlay\n") },
+		{name: "not loaded", setup: func(f *fakeHost) {
+			f.dirs["/sys/module/overlay"] = true
+			f.put("/proc/modules", "overlay 151552 0 - Live 0x0\n")
+			f.put("/etc/modules", "overlay\n")
+		},
 			errs: []string{"br_netfilter is not loaded"}, fix: true,
 			after: func(t *testing.T, f *fakeHost) {
 				if got := f.file(modulesLoadFile); !strings.Contains(got, "\noverlay\nbr_netfilter\n") {

@@ -213,6 +213,7 @@ func (f *fakeHost) Run(_ context.Context, c host.Cmd) (host.Result, error) {
 		}
 	case "modprobe":
 		f.dirs["/sys/module/"+argv[1]] = true
+		f.put("/proc/modules", f.file("/proc/modules")+argv[1]+" 32768 0 - Live 0x0\n")
 		if argv[1] == "br_netfilter" {
 			for _, k := range requiredSysctls[1:] {
 				f.put(procSysPath(k), "0\n")

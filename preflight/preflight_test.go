@@ -258,9 +258,8 @@ func (failingFix) Name() string { return "Stubborn" }
 func (failingFix) Check(context.Context, host.Host) ([]error, []error) {
 	return nil, []error{errors.New("still wrong")}
 }
-func (failingFix) FixDescription() string                   { return "try" }
-func (failingFix) Fix(context.Context, host.Host) error     { return errors.New("cannot") }
-func (failingFix) Unused(context.Context, host.Host) string { return "" }
+func (failingFix) FixDescription() string               { return "try" }
+func (failingFix) Fix(context.Context, host.Host) error { return errors.New("cannot") }
 
 func TestRunSurvivesBrokenChecksAndFixes(t *testing.T) {
 	c, n, f := brokenHost(t)
