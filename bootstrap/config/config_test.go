@@ -335,7 +335,11 @@ func TestLocalIdentity(t *testing.T) {
 	}
 	// A config naming this machine after its hostname resolves it.
 	c := Default()
-	c.Spec.Hosts[1].Name = strings.ToLower(strings.SplitN(hn, ".", 2)[0])
+	short := strings.ToLower(strings.SplitN(hn, ".", 2)[0])
+	if _, taken := c.Host(short); taken {
+		t.Skipf("this machine is called %q like a seed host; the rename below would duplicate it", short)
+	}
+	c.Spec.Hosts[1].Name = short
 	if h, err := c.ResolveNode("", hn, addrs); err != nil || h.Name != c.Spec.Hosts[1].Name {
 		t.Errorf("resolving this machine (%q): %+v %v", hn, h, err)
 	}
