@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/internal/unitcheck"
@@ -14,7 +15,7 @@ import (
 
 // labHost connects to the lab's first host the way kubeforge would: the lab's
 // client key, its known_hosts, strict host key checking.
-func labHost(t *testing.T) *kfssh.Host {
+func labHost(t *testing.T, tweak ...func(*kfssh.Config)) *kfssh.Host {
 	dir := unitcheck.LabDir(t)
 	st, err := lab.LoadState(dir)
 	if err != nil {
@@ -24,12 +25,16 @@ func labHost(t *testing.T) *kfssh.Host {
 		t.Fatalf("lab %s has no hosts", dir)
 	}
 	lh := st.Hosts[0]
-	h, err := kfssh.New(kfssh.Config{
+	cfg := kfssh.Config{
 		Name:           lh.Name,
 		Address:        lh.Address,
 		KeyFiles:       []string{filepath.Join(dir, "id_ed25519")},
 		KnownHostsPath: filepath.Join(dir, "known_hosts"),
-	})
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	h, err := kfssh.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +51,55 @@ func TestLabUnitsOverSSH(t *testing.T) {
 		t.Fatalf("lab host PID 1 = %q, %v; want systemd", r.Stdout, err)
 	}
 	unitcheck.Lifecycle(t, h)
+}
+
+// TestLabUnitsOverPrivateSocket: with no bus daemon to talk to (here: a bus socket
+// path that does not exist), units are managed through systemd's private socket,
+// which has no Hello step and delivers job signals without a bus in between.
+func TestLabUnitsOverPrivateSocket(t *testing.T) {
+	h := labHost(t, func(c *kfssh.Config) { c.BusSocket = "/run/dbus/kubeforge-e2e-no-such-socket" })
+	unitcheck.Lifecycle(t, h)
+}
+
+// TestLabUnitsOverStdioBridge: against an sshd that forbids stream-local forwarding
+// (a second one started on the lab host for this test), units are managed through
+// systemd-stdio-bridge running in an SSH session.
+func TestLabUnitsOverStdioBridge(t *testing.T) {
+	ctx := context.Background()
+	h := labHost(t)
+	pidFile := "/run/kubeforge-e2e-sshd.pid"
+	if _, err := host.MustRun(ctx, h, "/usr/sbin/sshd", "-p", "2222", "-o", "AllowStreamLocalForwarding=no",
+		"-o", "PidFile="+pidFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		host.MustRun(context.Background(), h, "sh", "-c", `kill "$(cat "$1")"; rm -f "$1"`, "sh", pidFile)
+	})
+	var h2 *kfssh.Host
+	for i := 0; ; i++ { // sshd daemonizes before it listens
+		h2 = labHost(t, func(c *kfssh.Config) {
+			c.Port = 2222
+			c.KnownHostsPath = filepath.Join(t.TempDir(), "known_hosts")
+			c.AcceptNewHostKeys = true
+		})
+		_, err := host.MustRun(ctx, h2, "true")
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The D-Bus connection must be carried by a bridge process, not forwarding.
+	if err := h2.Units().DaemonReload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := host.MustRun(ctx, h2, "sh", "-c", "ps -eo comm | grep -c '^systemd-stdio-b'")
+	if err != nil || strings.TrimSpace(string(r.Stdout)) == "0" {
+		t.Fatalf("no systemd-stdio-bridge running for our D-Bus connection: %q %v", r.Stdout, err)
+	}
+	unitcheck.Lifecycle(t, h2)
 }
 
 // TestLabFilesOverSSH: file operations on a real remote host, including owner by a
