@@ -2,6 +2,7 @@ package ssh_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,5 +126,66 @@ func TestLabFilesOverSSH(t *testing.T) {
 	}
 	if _, err := h.Stat(ctx, p); !host.IsNotExist(err) {
 		t.Fatalf("after Remove: %v", err)
+	}
+}
+
+// TestLabNonRootSudo: a non-root login runs everything through `sudo -n`, including
+// the D-Bus connection (systemd-stdio-bridge as root); without password-less sudo
+// the error says so.
+func TestLabNonRootSudo(t *testing.T) {
+	ctx := context.Background()
+	root := labHost(t)
+	dir := unitcheck.LabDir(t)
+	pub, err := os.ReadFile(filepath.Join(dir, "id_ed25519.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const user, sudoers = "kfe2e", "/etc/sudoers.d/kubeforge-e2e"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		root.Remove(ctx, sudoers)
+		host.MustRun(ctx, root, "userdel", "-r", user)
+	})
+	if _, err := host.MustRun(ctx, root, "useradd", "-m", "-s", "/bin/sh", user); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.MkdirAll(ctx, "/home/"+user+"/.ssh", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.MustRun(ctx, root, "chown", user+":"+user, "/home/"+user+"/.ssh"); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.WriteFile(ctx, "/home/"+user+"/.ssh/authorized_keys", pub, host.WriteOptions{Mode: 0o600, Owner: user, Group: user}); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.WriteFile(ctx, sudoers, []byte(user+" ALL=(ALL) NOPASSWD: ALL\n"), host.WriteOptions{Mode: 0o440}); err != nil {
+		t.Fatal(err)
+	}
+
+	h := labHost(t, func(c *kfssh.Config) { c.User = user })
+	r, err := host.MustRun(ctx, h, "id", "-u")
+	if err != nil || strings.TrimSpace(string(r.Stdout)) != "0" {
+		t.Fatalf("id -u through sudo = %q, %v", r.Stdout, err)
+	}
+	p := "/etc/kubeforge-e2e-sudo/secret"
+	t.Cleanup(func() { root.Remove(context.Background(), "/etc/kubeforge-e2e-sudo") })
+	if err := h.WriteFile(ctx, p, []byte("s"), host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := root.Stat(ctx, p); err != nil || fi.UID != 0 || fi.Mode != 0o600 {
+		t.Fatalf("file written through sudo: %+v %v", fi, err)
+	}
+	if b, err := h.ReadFile(ctx, p); err != nil || string(b) != "s" {
+		t.Fatalf("read through sudo: %q %v", b, err)
+	}
+	unitcheck.Lifecycle(t, h)
+
+	// Take password-less sudo away: the error must say what is missing.
+	if err := root.Remove(ctx, sudoers); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Run(ctx, host.Cmd{Argv: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "sudo -n needs a password for user "+user) {
+		t.Fatalf("want the sudo password error, got %v", err)
 	}
 }

@@ -535,3 +535,34 @@ func writeKeyFile(t testing.TB) string {
 	writeKey(t, p)
 	return p
 }
+
+// TestAgentAuth logs in with a key held only by a real ssh-agent.
+func TestAgentAuth(t *testing.T) {
+	if _, err := runCmd("sh", "-c", "command -v ssh-agent && command -v ssh-add"); err != nil {
+		t.Skip("ssh-agent/ssh-add not installed")
+	}
+	s := startSSHD(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	startAgent(t, sock)
+	if out, err := runCmd("env", "SSH_AUTH_SOCK="+sock, "ssh-add", s.ClientKey); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	cfg := s.Config("node1", nil)
+	cfg.KeyFiles = nil
+	cfg.UseAgent = true
+	cfg.AgentSocket = sock
+	h, err := kfssh.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := host.MustRun(context.Background(), h, "true"); err != nil {
+		t.Fatal(err)
+	}
+
+	// No key anywhere is refused up front.
+	cfg.UseAgent = false
+	if _, err := kfssh.New(cfg); err == nil || !strings.Contains(err.Error(), "no ssh credentials") {
+		t.Fatalf("no credentials: %v", err)
+	}
+}

@@ -199,3 +199,26 @@ func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// startAgent runs ssh-agent in the foreground on sock until the test ends.
+func startAgent(t testing.TB, sock string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return cmd
+		}
+		if i == 200 {
+			t.Fatal("ssh-agent did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
