@@ -49,7 +49,7 @@ func Phases() []workflow.Phase {
 			leaf("kubelet", "Kubeconfig for this node's kubelet"),
 			leaf("kube-proxy", "Kubeconfig for kube-proxy"),
 		}},
-		leaf("etcd", "Install and start the local etcd member"),
+		etcdPhase(),
 		{Name: "control-plane", Short: "Install and start the control-plane units", Phases: []workflow.Phase{
 			leaf("apiserver", "kube-apiserver unit"),
 			leaf("controller-manager", "kube-controller-manager unit"),

@@ -18,7 +18,7 @@ func Phases() []workflow.Phase {
 		leaf("preflight", "Check and prepare the host (kernel, modules, sysctls, swap, ports)"),
 		leaf("discovery", "Find the cluster and verify its CA before trusting it"),
 		leaf("install-binaries", "Install the release binaries from the bundle"),
-		leaf("etcd", "Add this host as an etcd member, when it is one"),
+		etcdPhase(),
 		leaf("containerd", "Install and start containerd"),
 		leaf("images", "Import the bundled container images"),
 		leaf("kubelet", "Install the kubelet unit and complete TLS bootstrap"),

@@ -1,0 +1,245 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+)
+
+// hostMember is one member's files and systemd unit on a host. It is the Runner
+// the phases give JoinMember.
+type hostMember struct {
+	h    host.Host
+	cfg  MemberConfig
+	logf func(string, ...any)
+
+	startCancel context.CancelFunc
+	startDone   chan error
+	startErr    error
+	crashes     int
+	lastSub     string
+}
+
+var _ Runner = (*hostMember)(nil)
+
+// writeFiles lays down the data dir (0700), the config file (0600: it is the
+// member's whole configuration and only root has business reading it) and the
+// unit, and enables the unit. It reports whether anything changed.
+func (r *hostMember) writeFiles(ctx context.Context) (bool, error) {
+	content, err := r.cfg.Render()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", r.h.Name(), err)
+	}
+	if err := LintUnit(Unit()); err != nil {
+		return false, fmt.Errorf("etcd unit: %w", err)
+	}
+	changed := false
+	fi, err := r.h.Stat(ctx, r.cfg.DataDir)
+	switch {
+	case host.IsNotExist(err) || (err == nil && fi.Mode.Perm() != 0o700):
+		if err := r.h.MkdirAll(ctx, r.cfg.DataDir, 0o700); err != nil {
+			return false, err
+		}
+		changed = true
+	case err != nil:
+		return false, err
+	case !fi.IsDir():
+		return false, fmt.Errorf("%s: etcd data dir %s exists and is not a directory", r.h.Name(), r.cfg.DataDir)
+	}
+	old, err := r.h.ReadFile(ctx, ConfigPath)
+	if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	ofi, serr := r.h.Stat(ctx, ConfigPath)
+	if err != nil || !bytes.Equal(old, content) || serr != nil || ofi.Mode.Perm() != 0o600 {
+		if err := r.h.WriteFile(ctx, ConfigPath, content, host.WriteOptions{Mode: 0o600}); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	uc, err := r.h.Units().WriteUnit(ctx, UnitName, Unit())
+	if err != nil {
+		return false, err
+	}
+	changed = changed || uc
+	st, err := r.h.Units().Status(ctx, UnitName)
+	if err != nil {
+		return false, err
+	}
+	if st.Enabled != "enabled" {
+		if err := r.h.Units().Enable(ctx, UnitName); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	return changed, nil
+}
+
+// hasData reports whether the data dir holds a member's data (etcd keeps it in
+// <data-dir>/member).
+func (r *hostMember) hasData(ctx context.Context) (bool, error) {
+	_, err := r.h.Stat(ctx, path.Join(r.cfg.DataDir, "member"))
+	if host.IsNotExist(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// currentConfig is the member's config file as it is on the host (nil if none).
+func (r *hostMember) currentConfig(ctx context.Context) ([]byte, error) {
+	b, err := r.h.ReadFile(ctx, ConfigPath)
+	if host.IsNotExist(err) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Start implements Runner for a joining member.
+func (r *hostMember) Start(ctx context.Context, peers []Peer) error {
+	r.cfg.InitialCluster, r.cfg.InitialClusterState = peers, ClusterStateExisting
+	if _, err := r.writeFiles(ctx); err != nil {
+		return err
+	}
+	r.startAsync(ctx, false)
+	return nil
+}
+
+// startAsync asks systemd to (re)start the unit without waiting for the job:
+// with Type=notify the job only ends once etcd is ready, and how the member is
+// doing is watched through the etcd API and Failed instead.
+func (r *hostMember) startAsync(ctx context.Context, restart bool) {
+	sctx, cancel := context.WithCancel(ctx)
+	r.startCancel, r.startDone, r.startErr, r.crashes, r.lastSub = cancel, make(chan error, 1), nil, 0, ""
+	go func() {
+		if restart {
+			r.startDone <- r.h.Units().Restart(sctx, UnitName)
+		} else {
+			r.startDone <- r.h.Units().Start(sctx, UnitName)
+		}
+	}()
+}
+
+// Failed implements Runner: the unit's start job failed, or etcd exited twice
+// (systemd's auto-restart state), which for etcd means a fault that a restart
+// does not fix: a taken port, a bad certificate, data of another cluster.
+func (r *hostMember) Failed(ctx context.Context) error {
+	if r.startDone != nil && r.startErr == nil {
+		select {
+		case err := <-r.startDone:
+			if err != nil {
+				r.startErr = err
+			}
+			r.startDone = nil
+		default:
+		}
+	}
+	if r.startErr != nil {
+		return fmt.Errorf("starting %s: %w%s", UnitName, r.startErr, r.journal(ctx))
+	}
+	st, err := r.h.Units().Status(ctx, UnitName)
+	if err != nil {
+		return nil // the host being briefly unreachable is not the member failing
+	}
+	if st.SubState == "auto-restart" && r.lastSub != "auto-restart" || st.ActiveState == "failed" && r.lastSub != "failed" {
+		r.crashes++
+	}
+	r.lastSub = st.SubState
+	if st.ActiveState == "failed" {
+		r.lastSub = "failed"
+	}
+	if r.crashes >= 2 {
+		return fmt.Errorf("%s on %s exited %d times while starting%s", UnitName, r.h.Name(), r.crashes, r.journal(ctx))
+	}
+	return nil
+}
+
+// journal is the unit's last log lines for an error message, etcd's JSON log
+// lines reduced to their message and error.
+func (r *hostMember) journal(ctx context.Context) string {
+	lines, err := r.h.Units().Journal(ctx, UnitName, 12)
+	if err != nil || len(lines) == 0 {
+		return ""
+	}
+	return "; last log lines:\n  " + strings.Join(lines, "\n  ")
+}
+
+// stopPendingStart gives up the start job, if one is pending.
+func (r *hostMember) stopPendingStart() {
+	if r.startCancel != nil {
+		r.startCancel()
+		r.startCancel = nil
+	}
+}
+
+// Remove implements Runner: stop the unit and delete it, the config file and the
+// data dir.
+func (r *hostMember) Remove(ctx context.Context) error {
+	r.stopPendingStart()
+	u := r.h.Units()
+	var errs []error
+	if err := u.Stop(ctx, UnitName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := u.Disable(ctx, UnitName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := u.RemoveUnit(ctx, UnitName); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range []string{ConfigPath, r.cfg.DataDir} {
+		if err := r.h.Remove(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// systemd keeps a failed unit's state around; clear it so a later join starts
+	// from "not found" instead of a stale failure.
+	_, _ = r.h.Run(ctx, host.Cmd{Argv: []string{"systemctl", "reset-failed", UnitName}})
+	return errors.Join(errs...)
+}
+
+// waitHealthy waits until the member at endpoint answers a linearizable read,
+// printing progress, and gives up when the unit keeps failing or timeout passes.
+func (r *hostMember) waitHealthy(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration) error {
+	ep := r.cfg.Member.ClientURL()
+	t0 := time.Now()
+	deadline := t0.Add(timeout)
+	var lastReport time.Time
+	var lastErr error
+	for {
+		err := withEndpoint(tlsCfg, ep, func(cli *clientv3.Client) error {
+			gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := cli.Get(gctx, "health")
+			return err
+		})
+		if err == nil {
+			r.logf("etcd member %s is healthy at %s after %s", r.cfg.Member.Name, ep, time.Since(t0).Round(10*time.Millisecond))
+			return nil
+		}
+		lastErr = err
+		if ferr := r.Failed(ctx); ferr != nil {
+			return ferr
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd member %s not healthy at %s after %s: %v%s", r.cfg.Member.Name, ep, timeout, lastErr, r.journal(ctx))
+		}
+		if time.Since(lastReport) >= 3*time.Second {
+			r.logf("waiting for etcd member %s to become healthy at %s (%s)", r.cfg.Member.Name, ep, time.Since(t0).Round(time.Second))
+			lastReport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
