@@ -15,8 +15,7 @@ func (r Report) WriteText(w io.Writer) error {
 	case r.Before != nil:
 		fmt.Fprintln(ew, "[preflight] Before the fixes:")
 		writeFindings(ew, r.Before, false)
-		fmt.Fprintln(ew, "[preflight] Fixes applied:")
-		writeFixes(ew, r.Fixes)
+		writeFailedFixes(ew, r.Fixes)
 		fmt.Fprintln(ew, "[preflight] Before -> after:")
 		for i, after := range r.Results {
 			if i >= len(r.Before) {
@@ -31,8 +30,8 @@ func (r Report) WriteText(w io.Writer) error {
 		writeFindings(ew, r.Results, true)
 	case r.DryRun && len(r.Fixes) > 0:
 		writeFindings(ew, r.Results, true)
-		fmt.Fprintf(ew, "[preflight] Dry run: %d fix(es) planned below; nothing was changed on %s\n", len(r.Fixes), r.Host)
-		writeFixes(ew, r.Fixes)
+		writeFailedFixes(ew, r.Fixes)
+		fmt.Fprintf(ew, "[preflight] Dry run: %d fix(es) planned; nothing was changed on %s\n", len(r.Fixes), r.Host)
 	default:
 		writeFindings(ew, r.Results, true)
 		if r.FixRequested {
@@ -56,15 +55,12 @@ func hasFixable(rs []Result) bool {
 	return false
 }
 
-func writeFixes(w io.Writer, fixes []FixOutcome) {
+// writeFailedFixes lists the fixes that failed; the ones that worked are in the
+// progress log (Options.Log) and in the before/after table.
+func writeFailedFixes(w io.Writer, fixes []FixOutcome) {
 	for _, f := range fixes {
-		switch {
-		case f.Error != "":
+		if f.Error != "" {
 			fmt.Fprintf(w, "\t[FIX %s]: %s: FAILED: %s\n", f.Name, f.Description, f.Error)
-		case f.Planned:
-			fmt.Fprintf(w, "\t[FIX %s]: would %s\n", f.Name, f.Description)
-		default:
-			fmt.Fprintf(w, "\t[FIX %s]: %s\n", f.Name, f.Description)
 		}
 	}
 }

@@ -154,7 +154,7 @@ func TestRunDryRunChangesNothing(t *testing.T) {
 	}
 	var out bytes.Buffer
 	_ = rep.WriteText(&out)
-	if !strings.Contains(out.String(), "Dry run: 6 fix(es) planned below; nothing was changed on node01") {
+	if !strings.Contains(out.String(), "Dry run: 6 fix(es) planned; nothing was changed on node01") {
 		t.Errorf("text:\n%s", out.String())
 	}
 }

@@ -75,13 +75,22 @@ func confValue(content, key string) string {
 	return val
 }
 
-// backup copies p to p+suffix before a fix rewrites it, keeping owner-visible mode.
+// backup copies p to p+suffix before a fix rewrites it, with the same mode.
 func backup(ctx context.Context, h host.Host, p, suffix string, data []byte) (string, error) {
 	fi, err := h.Stat(ctx, p)
 	if err != nil {
 		return "", err
 	}
+	// Two fixes within one second must not overwrite the first, pristine copy.
 	dst := p + suffix
+	for n := 2; ; n++ {
+		if _, err := h.Stat(ctx, dst); host.IsNotExist(err) {
+			break
+		} else if err != nil {
+			return "", err
+		}
+		dst = fmt.Sprintf("%s%s-%d", p, suffix, n)
+	}
 	if err := h.WriteFile(ctx, dst, data, host.WriteOptions{Mode: fi.Mode.Perm()}); err != nil {
 		return "", fmt.Errorf("backing up %s: %w", p, err)
 	}
