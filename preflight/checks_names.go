@@ -145,8 +145,9 @@ func (c HostsFileCheck) desiredBlock() []string {
 	return out
 }
 
-// mappings returns name -> "address (line N)" for every line that maps a
-// cluster host's name, outside the managed block.
+// conflicts reads every line that names a cluster host: lines outside the
+// managed block mapping it to another address (loopback ones for this host's
+// own name, Debian's 127.0.1.1 habit, apart), and which names are mapped right.
 func (c HostsFileCheck) conflicts(l hostsLayout) (conflicts []string, loopback []string, present map[string]bool) {
 	want := map[string]string{}
 	for _, h := range c.env.Cluster.Spec.Hosts {

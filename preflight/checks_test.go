@@ -16,7 +16,7 @@ import (
 func seedCluster() *config.Cluster { return config.Default() }
 
 // testEnv builds the Env for node on a host of the given distribution.
-func testEnv(t *testing.T, node, distro string, mut func(*config.Cluster)) (*Env, *fakeHost) {
+func testEnv(t testing.TB, node, distro string, mut func(*config.Cluster)) (*Env, *fakeHost) {
 	t.Helper()
 	c := seedCluster()
 	if mut != nil {
@@ -370,6 +370,25 @@ func TestSwapCheck(t *testing.T) {
 	})
 }
 
+// A second fix in the same second (same backup name) must not overwrite the
+// first backup, which holds the pristine file.
+func TestBackupsAreNeverOverwritten(t *testing.T) {
+	env, f := testEnv(t, "node01", "debian-12", nil)
+	f.put(fstab, "/swapfile none swap sw 0 0\n")
+	c := findCheck(t, env, "Swap").(Fixer)
+	if err := c.Fix(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	f.put(fstab, f.file(fstab)+"/swap2 none swap sw 0 0\n")
+	if err := c.Fix(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	first, second := fstab+".kubeforge-bak-20260102T030405Z", fstab+".kubeforge-bak-20260102T030405Z-2"
+	if f.file(first) != "/swapfile none swap sw 0 0\n" || !strings.Contains(f.file(second), "\n/swap2 none swap") {
+		t.Fatalf("backups: %q, %q", f.file(first), f.file(second))
+	}
+}
+
 func TestKernelModulesCheck(t *testing.T) {
 	runCheckCases(t, "KernelModules", []checkCase{
 		{name: "built in", setup: func(f *fakeHost) {
@@ -671,7 +690,7 @@ func TestAllChecksPassOnConvergedHost(t *testing.T) {
 	}
 }
 
-func convergedHost(t *testing.T, node string) (*Env, *fakeHost) {
+func convergedHost(t testing.TB, node string) (*Env, *fakeHost) {
 	env, f := testEnv(t, node, "debian-12", nil)
 	f.put("/lib/modules/6.1.0-test/modules.builtin", "kernel/fs/overlayfs/overlay.ko\nkernel/net/bridge/br_netfilter.ko\n")
 	for _, k := range requiredSysctls {

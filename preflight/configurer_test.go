@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-func fixture(t *testing.T, rel string) string {
+func fixture(t testing.TB, rel string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", rel))
 	if err != nil {
@@ -19,7 +19,7 @@ func fixture(t *testing.T, rel string) string {
 }
 
 // distroHost is a fake host of the given os-release fixture.
-func distroHost(t *testing.T, distro string) *fakeHost {
+func distroHost(t testing.TB, distro string) *fakeHost {
 	f := newFakeHost("node01")
 	f.put("/etc/os-release", fixture(t, "os-release/"+distro))
 	return f

@@ -293,3 +293,15 @@ func TestRunRejectsBadInput(t *testing.T) {
 		t.Error("nil host accepted")
 	}
 }
+
+// BenchmarkRunConverged measures one full check pass, the cost init and join pay
+// before their first phase (against the fake host: the checks' own work).
+func BenchmarkRunConverged(b *testing.B) {
+	env, f := convergedHost(b, "node01")
+	o := testOptions(Options{})
+	for b.Loop() {
+		if _, err := Run(context.Background(), f, env.Cluster, env.Node, o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
