@@ -59,6 +59,10 @@ type Config struct {
 	// BusSocket is the remote system bus socket; "" means
 	// /run/dbus/system_bus_socket. systemd's private socket is tried after it.
 	BusSocket string
+	// MaxSessions caps the commands running at once on the connection; defaults to
+	// 8, which with the two sessions a systemd-stdio-bridge D-Bus connection may hold
+	// stays within OpenSSH's default MaxSessions of 10. Further commands wait.
+	MaxSessions int
 	// DialContext replaces the TCP dial (tests count connections with it).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -72,6 +76,8 @@ type Host struct {
 	keys     *hostKeyChecker
 	auth     []xssh.AuthMethod
 	agentC   io.Closer
+
+	sessions chan struct{} // semaphore, Config.MaxSessions slots
 
 	mu     sync.Mutex
 	client *xssh.Client
@@ -103,6 +109,9 @@ func New(cfg Config) (*Host, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 8
+	}
 	if cfg.BusSocket == "" {
 		cfg.BusSocket = "/run/dbus/system_bus_socket"
 	}
@@ -119,6 +128,7 @@ func New(cfg Config) (*Host, error) {
 		hostport: net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port)),
 		sudo:     cfg.User != "root",
 		keys:     &hostKeyChecker{hostName: cfg.Name, path: cfg.KnownHostsPath, acceptNew: cfg.AcceptNewHostKeys},
+		sessions: make(chan struct{}, cfg.MaxSessions),
 	}
 	var signers []xssh.Signer
 	for _, f := range cfg.KeyFiles {
@@ -295,25 +305,56 @@ func (h *Host) session(ctx context.Context) (*xssh.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := c.NewSession()
+	s, err := h.newSession(ctx, c)
 	if err == nil {
 		return s, nil
+	}
+	// A refusal (sshd's MaxSessions, say) comes over a working connection; dropping
+	// it would kill every other session on it.
+	var oce *xssh.OpenChannelError
+	if errors.As(err, &oce) {
+		return nil, fmt.Errorf("%s: sshd refused a new session: %w", h.name, err)
 	}
 	h.drop(c)
 	c, err2 := h.conn(ctx)
 	if err2 != nil {
 		return nil, fmt.Errorf("%s: connection lost (%v) and reconnecting failed: %w", h.name, err, err2)
 	}
-	s, err = c.NewSession()
+	s, err = h.newSession(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: open ssh session: %w", h.name, err)
 	}
 	return s, nil
 }
 
+// sessionRetryBudget bounds how long a refused session open is retried.
+const sessionRetryBudget = 3 * time.Second
+
+// newSession opens a session, retrying for a while when sshd refuses it: a session
+// we just closed is only released by sshd once it has processed our close, so a
+// client that stays within MaxSessions can still be refused for a moment.
+func (h *Host) newSession(ctx context.Context, c *xssh.Client) (*xssh.Session, error) {
+	deadline := time.Now().Add(sessionRetryBudget)
+	delay := 10 * time.Millisecond
+	for {
+		s, err := c.NewSession()
+		var oce *xssh.OpenChannelError
+		if err == nil || !errors.As(err, &oce) || time.Now().After(deadline) {
+			return s, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, err
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
 // commandLine turns argv into the one string an SSH exec request carries, adding
 // sudo for non-root users and env for Cmd.Env (sshd's AcceptEnv usually refuses
-// environment requests, so they cannot be sent as such).
+// environment requests, so they cannot be sent as such). Env values thus show in the
+// remote process list, like argv: secrets go through stdin.
 func (h *Host) commandLine(c host.Cmd) string {
 	var argv []string
 	if h.sudo {
@@ -343,6 +384,12 @@ func (h *Host) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
+	}
+	select {
+	case h.sessions <- struct{}{}:
+		defer func() { <-h.sessions }()
+	case <-ctx.Done():
+		return res, fmt.Errorf("%s: %s: waiting for a free ssh session: %w", h.name, c, ctx.Err())
 	}
 	s, err := h.session(ctx)
 	if err != nil {

@@ -566,3 +566,79 @@ func TestAgentAuth(t *testing.T) {
 		t.Fatalf("no credentials: %v", err)
 	}
 }
+
+// TestSessionLimit: more concurrent commands than the server allows sessions wait
+// for a free one instead of failing, and stay on one connection.
+func TestSessionLimit(t *testing.T) {
+	ctx := context.Background()
+	s := startSSHD(t, "MaxSessions 2")
+	var dials atomic.Int64
+	cfg := s.Config("node1", &dials)
+	cfg.MaxSessions = 2
+	h, err := kfssh.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := host.MustRun(ctx, h, "sleep", "0.2")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dials.Load() != 1 {
+		t.Fatalf("dials = %d, want 1", dials.Load())
+	}
+
+	// Past the server's limit (client configured too high) a refusal that lasts is
+	// an error, and it leaves the connection and the sessions on it alone.
+	cfg.MaxSessions = 8
+	h2, err := kfssh.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	dir := t.TempDir()
+	long := make(chan error, 2)
+	for i := range 2 {
+		marker := filepath.Join(dir, strconv.Itoa(i))
+		go func() {
+			_, err := host.MustRun(ctx, h2, "sh", "-c", "touch "+marker+"; sleep 10")
+			long <- err
+		}()
+	}
+	for i := 0; ; i++ { // both long sessions hold their slots once their markers exist
+		_, e0 := os.Stat(filepath.Join(dir, "0"))
+		_, e1 := os.Stat(filepath.Join(dir, "1"))
+		if e0 == nil && e1 == nil {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("long-running commands did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = host.MustRun(ctx, h2, "true")
+	if err == nil || !strings.Contains(err.Error(), "node1: sshd refused a new session") {
+		t.Fatalf("third session on a server allowing 2: %v", err)
+	}
+	for range 2 {
+		if err := <-long; err != nil {
+			t.Fatalf("a running session was hurt by the refusal: %v", err)
+		}
+	}
+	if dials.Load() != 2 {
+		t.Fatalf("dials = %d, want 2 (one per host)", dials.Load())
+	}
+}

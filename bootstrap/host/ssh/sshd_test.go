@@ -84,7 +84,8 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startSSHD starts sshd with extra config lines appended; it stops with the test.
+// startSSHD starts sshd with extra config lines (which override the defaults);
+// it stops with the test.
 func startSSHD(t testing.TB, extra ...string) *testSSHD {
 	t.Helper()
 	if _, err := os.Stat(sshdPath); err != nil {
@@ -121,7 +122,8 @@ func startSSHD(t testing.TB, extra ...string) *testSSHD {
 		"LogLevel VERBOSE",
 		"MaxSessions 64",
 	}
-	conf = append(conf, extra...)
+	// sshd takes the first value it reads for a keyword, so extras go first.
+	conf = append(append([]string(nil), extra...), conf...)
 	cfgPath := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
