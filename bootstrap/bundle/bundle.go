@@ -211,9 +211,14 @@ func WriteManifest(dir, k8sVersion, etcdVersion string, versions map[string]stri
 	if err != nil {
 		return nil, err
 	}
+	data = append(data, '\n')
+	final := filepath.Join(dir, ManifestName)
+	if old, err := os.ReadFile(final); err == nil && string(old) == string(data) {
+		return m, nil // unchanged: keep the mtime, so the tarball built from it stays current
+	}
 	tmp := filepath.Join(dir, "."+ManifestName+".tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return nil, err
 	}
-	return m, os.Rename(tmp, filepath.Join(dir, ManifestName))
+	return m, os.Rename(tmp, final)
 }

@@ -236,6 +236,22 @@ func TestRealBundle(t *testing.T) {
 	wantMismatch(t, cb.Verify(), "bin/etcdctl", "sha256")
 }
 
+// TestRealBundleTarball unpacks the built bundle's .tar.gz and verifies it.
+func TestRealBundleTarball(t *testing.T) {
+	b := realBundle(t)
+	tgz := b.Dir + ".tar.gz"
+	if _, err := os.Stat(tgz); err != nil {
+		t.Skipf("no tarball %s", tgz)
+	}
+	u, err := Resolve(tgz, t.TempDir())
+	if err != nil {
+		t.Fatalf("unpack %s: %v", tgz, err)
+	}
+	if len(u.Manifest.Files) != len(b.Manifest.Files) {
+		t.Fatalf("tarball has %d files, directory %d", len(u.Manifest.Files), len(b.Manifest.Files))
+	}
+}
+
 func BenchmarkVerifyRealBundle(b *testing.B) {
 	dir := os.Getenv("KUBEFORGE_BUNDLE")
 	if dir == "" {
