@@ -3,10 +3,10 @@
 # image cached (fresh hosts) and warm (hosts already up: the idempotent path), how
 # long `down` takes, and the memory of each idle host.
 #
-#   hack/bench-lab.sh [--subnet 192.168.172.0/24]
+#   hack/bench-lab.sh [--subnet 192.168.179.0/24]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUBNET=192.168.172.0/24
+SUBNET=192.168.179.0/24
 [ "${1:-}" = --subnet ] && SUBNET=$2
 BIN=${KUBEFORGE_BIN:-_output/kubeforge}
 [ -x "$BIN" ] || make -s build
