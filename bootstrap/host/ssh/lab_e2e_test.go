@@ -144,10 +144,16 @@ func TestLabNonRootSudo(t *testing.T) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		root.Remove(ctx, sudoers)
-		host.MustRun(ctx, root, "userdel", "-r", user)
+		// -f: the user's sshd session may still be winding down.
+		if _, err := host.MustRun(ctx, root, "userdel", "-f", "-r", user); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 	})
-	if _, err := host.MustRun(ctx, root, "useradd", "-m", "-s", "/bin/sh", user); err != nil {
-		t.Fatal(err)
+	// Left over by an interrupted run? Then reuse it.
+	if r, _ := root.Run(ctx, host.Cmd{Argv: []string{"id", user}, ReadOnly: true}); !r.OK() {
+		if _, err := host.MustRun(ctx, root, "useradd", "-m", "-s", "/bin/sh", user); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := root.MkdirAll(ctx, "/home/"+user+"/.ssh", 0o700); err != nil {
 		t.Fatal(err)
