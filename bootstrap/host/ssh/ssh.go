@@ -251,6 +251,9 @@ func (h *Host) dial(ctx context.Context) (*xssh.Client, error) {
 	}
 	tcp, err := dialer(ctx, "tcp", h.hostport)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%s: cannot reach %s: no answer within %s", h.name, h.hostport, h.cfg.ConnectTimeout)
+		}
 		return nil, fmt.Errorf("%s: cannot reach %s: %w", h.name, h.hostport, unwrapOp(err))
 	}
 	// The handshake has no context of its own; a deadline on the socket bounds it,
