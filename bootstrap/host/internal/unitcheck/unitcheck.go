@@ -8,12 +8,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/bootstrap/lab"
 )
 
 // Lifecycle writes, enables, starts, inspects, breaks, stops, disables and removes
@@ -131,12 +133,18 @@ func Lifecycle(t *testing.T, h host.Host) {
 	}
 }
 
-// LabDir returns the lab directory for e2e tests, skipping the test when none is
-// configured.
+// LabDir returns the lab directory for e2e tests: $KUBEFORGE_LAB_DIR, or with
+// KUBEFORGE_E2E=1 (what hack/test.sh sets) the default lab if one is up. Otherwise
+// the test is skipped.
 func LabDir(t *testing.T) string {
-	dir := os.Getenv("KUBEFORGE_LAB_DIR")
-	if dir == "" {
-		t.Skip("KUBEFORGE_LAB_DIR not set: no lab hosts (kubeforge lab up) to test against")
+	if dir := os.Getenv(lab.DirEnv); dir != "" {
+		return dir
 	}
-	return dir
+	if os.Getenv("KUBEFORGE_E2E") != "" {
+		if _, err := os.Stat(filepath.Join(lab.DefaultDir, "state.json")); err == nil {
+			return lab.DefaultDir
+		}
+	}
+	t.Skip("no lab hosts to test against: set " + lab.DirEnv + " (kubeforge lab up), or KUBEFORGE_E2E=1 with a lab at " + lab.DefaultDir)
+	return ""
 }
