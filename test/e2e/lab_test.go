@@ -230,12 +230,25 @@ systemctl daemon-reload && systemctl start kf-hello.service`)
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
+		// As after a reboot of the machine: its mounts and network namespace are gone too.
+		if out, err := exec.Command("umount", filepath.Join(dir, "hosts/node02/rootfs")).CombinedOutput(); err != nil {
+			t.Fatalf("umount: %v %s", err, out)
+		}
+		if out, err := exec.Command("ip", "netns", "del", h.Netns).CombinedOutput(); err != nil {
+			t.Fatalf("netns del: %v %s", err, out)
+		}
 		s3, err := lab.Up(opts)
 		if err != nil {
 			t.Fatalf("up after a crash: %v", err)
 		}
 		if got := sshRun(t, s3, "node02", "hostname"); got != "node02" {
 			t.Errorf("node02 after recovery: %q", got)
+		}
+		if h3, _ := s3.Host("node02"); h3.HostKey != before["node02"] {
+			t.Errorf("node02 came back with a new host key")
+		}
+		if got := sshRun(t, s3, "node01", "ping -c1 -W2 node02 >/dev/null && echo ok"); got != "ok" {
+			t.Errorf("node01 cannot reach the recovered node02: %q", got)
 		}
 		s = s3
 	})
