@@ -123,9 +123,7 @@ func JoinMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 			return res, fmt.Errorf("cannot add %s: learner %s (%x, %s) is still being added; wait for its join to finish or reset that host",
 				m.Name, nameOr(other), other.ID, first(other.PeerURLs))
 		}
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := req.Client.MemberAddAsLearner(actx, []string{m.PeerURL()})
-		cancel()
+		resp, err := addLearner(ctx, req, deadlineOf(req.Timeout))
 		if err != nil {
 			return res, fmt.Errorf("adding %s (%s) as a learner: %w", m.Name, m.PeerURL(), err)
 		}
@@ -198,6 +196,33 @@ func JoinMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
+		}
+	}
+}
+
+func deadlineOf(d time.Duration) time.Time { return time.Now().Add(d) }
+
+// addLearner adds the learner, waiting out etcd's "unhealthy cluster" refusal:
+// etcd accepts a new member only once the leader has been connected to a quorum
+// of voters for five seconds, which right after another member joined (or a
+// leader change) is not yet the case.
+func addLearner(ctx context.Context, req JoinRequest, deadline time.Time) (*clientv3.MemberAddResponse, error) {
+	said := false
+	for {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := req.Client.MemberAddAsLearner(actx, []string{req.Member.PeerURL()})
+		cancel()
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return resp, err
+		}
+		if !said {
+			req.Logf("the cluster does not take a new member yet (%v): etcd wants its members connected for 5s first; retrying", err)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -479,8 +504,10 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, tlsCfg *tls.Config,
 			break
 		}
 	}
+	// Like an add, a removal is refused as "unhealthy" until the leader has been
+	// connected to a quorum for five seconds (right after a leader move, say).
 	var last error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 30; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		_, err := cli.MemberRemove(rctx, id)
 		cancel()
