@@ -16,6 +16,14 @@ step "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 go vet ./...
+step "shared lab for the host-access tests"
+# Tests that only need some lab host (host/local, host/ssh on real systemd) use this
+# one; tests that shape their own hosts (test/e2e) bring up labs of their own.
+go build -o /tmp/kubeforge-test-bin ./cmd/kubeforge
+KUBEFORGE_LAB_DIR=$(mktemp -d /tmp/kubeforge-test-lab.XXXX)
+export KUBEFORGE_LAB_DIR
+trap '/tmp/kubeforge-test-bin lab down --dir "$KUBEFORGE_LAB_DIR" >&2 || true' EXIT
+/tmp/kubeforge-test-bin lab up --dir "$KUBEFORGE_LAB_DIR" --subnet 192.168.178.0/24 --hosts hostlab01 --bundle "$KUBEFORGE_BUNDLE" >&2
 step "go test ./... (unit + end-to-end on lab hosts)"
 go test -count=1 -timeout 40m ./... 2>&1 | tee /tmp/kubeforge-test.log
 step "fuzz (bounded)"
