@@ -35,9 +35,16 @@ func (s *State) ClusterConfig() (*config.Cluster, error) {
 		c.Spec.Hosts = append(c.Spec.Hosts, config.Host{Name: h.Name, Address: h.Address, Roles: roles,
 			SSH: &config.SSH{User: "root", Port: 22, KeyPath: keyPath}})
 	}
-	// A lab with no seed control-plane host still needs one: the first host.
-	if len(c.HostsWithRole(config.RoleControlPlane)) == 0 && len(c.Spec.Hosts) > 0 {
-		c.Spec.Hosts[0].Roles = append([]config.Role{config.RoleControlPlane}, c.Spec.Hosts[0].Roles...)
+	// A lab without the seed names still needs a control plane and an etcd member:
+	// the first host gets whichever is missing.
+	if len(c.Spec.Hosts) > 0 {
+		first := &c.Spec.Hosts[0]
+		if len(c.HostsWithRole(config.RoleControlPlane)) == 0 {
+			first.Roles = append([]config.Role{config.RoleControlPlane}, first.Roles...)
+		}
+		if len(c.HostsWithRole(config.RoleEtcd)) == 0 {
+			first.Roles = append(first.Roles, config.RoleEtcd)
+		}
 	}
 	config.SetDefaults(c)
 	if _, err := c.Validate(); err != nil {

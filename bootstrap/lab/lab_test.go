@@ -41,6 +41,18 @@ func TestAddressPlan(t *testing.T) {
 	}
 }
 
+func TestClusterConfigWithoutSeedNames(t *testing.T) {
+	s := &State{Dir: "/tmp/lab", Subnet: "192.168.178.0/24", Hosts: []HostState{{Name: "hostlab01", Address: "192.168.178.154"}, {Name: "hostlab02", Address: "192.168.178.155"}}}
+	c, err := s.ClusterConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := c.Host("hostlab01")
+	if !h.HasRole(config.RoleControlPlane) || !h.HasRole(config.RoleEtcd) || !h.HasRole(config.RoleWorker) {
+		t.Errorf("first host roles %v", h.Roles)
+	}
+}
+
 func TestValidHostName(t *testing.T) {
 	for _, ok := range []string{"master01", "node-1", "a"} {
 		if err := validHostName(ok); err != nil {

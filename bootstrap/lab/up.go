@@ -159,6 +159,10 @@ func Up(o Options) (*State, error) {
 	if err := s.save(); err != nil {
 		return nil, err
 	}
+	// Before any host boots, so a config problem stops up with nothing started.
+	if err := writeClusterConfig(s); err != nil {
+		return nil, err
+	}
 
 	// Prepare every host that is not running, then boot them all at once: boots
 	// overlap, so three hosts take little longer than one.
@@ -202,9 +206,6 @@ func Up(o Options) (*State, error) {
 		return nil, err
 	}
 	if err := writeSSHFiles(s); err != nil {
-		return nil, err
-	}
-	if err := writeClusterConfig(s); err != nil {
 		return nil, err
 	}
 	var wg sync.WaitGroup
