@@ -346,8 +346,12 @@ func TestRealBinaries(t *testing.T) {
 			cancel()
 			if err == nil {
 				t.Errorf("%s: etcd accepted a write", name)
+			}
+			// Where the refusal comes from: etcd's TLS layer alerts the client.
+			if alert := tlsAlert(t, members[0].Address, members[0].clientPort, tc); !strings.Contains(alert, "certificate") {
+				t.Errorf("%s: TLS alert %q, want a certificate error", name, alert)
 			} else {
-				t.Logf("%s: refused: %v", name, err)
+				t.Logf("%s: refused with %q", name, alert)
 			}
 		}
 		// The server must also be unacceptable to a client trusting another CA.
@@ -358,7 +362,9 @@ func TestRealBinaries(t *testing.T) {
 		if err == nil {
 			t.Error("a client trusting another CA accepted etcd's serving certificate")
 		}
-		resp, err = apiClient.Get(ctx, "/kubeforge/intruder")
+		ctx3, cancel3 := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel3()
+		resp, err = apiClient.Get(ctx3, "/kubeforge/intruder")
 		if err != nil || len(resp.Kvs) != 0 {
 			t.Errorf("intruder key present (%v)", err)
 		}
@@ -556,6 +562,25 @@ func TestRealBinaries(t *testing.T) {
 			}
 		})
 	})
+}
+
+// tlsAlert connects with tc, sends a byte and returns the error the server's TLS
+// layer answers with ("" when it accepted the connection).
+func tlsAlert(t *testing.T, ip string, port int, tc *tls.Config) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), tc)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// TLS 1.3 verifies the client certificate after the client's handshake is
+	// done; the alert arrives on the first read.
+	conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 type kubeconfigIdentity struct {
