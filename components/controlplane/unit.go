@@ -1,0 +1,78 @@
+package controlplane
+
+import (
+	"fmt"
+	"strings"
+)
+
+// documentation links per component, for `systemctl status`.
+var docs = map[string]string{
+	APIServer:         "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+	ControllerManager: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/",
+	Scheduler:         "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
+}
+
+var descriptions = map[string]string{
+	APIServer:         "Kubernetes API server",
+	ControllerManager: "Kubernetes controller manager",
+	Scheduler:         "Kubernetes scheduler",
+}
+
+// Unit renders the component's unit file. inputs is the digest of everything the
+// daemon reads (see Ensure); it is part of the content so that a changed input
+// changes the unit, and the unit's change is what triggers a restart.
+//
+// Why each setting:
+//   - Type=notify for the apiserver: it signals readiness once it serves, so
+//     "active" means ready and units ordered after it start against a working API.
+//     TimeoutStartSec=0, because an apiserver waiting for etcd quorum after a power
+//     cut must not be killed for being slow; Wait watches readiness instead.
+//   - Restart=always with RestartSec=5s and StartLimitInterval=0 (in [Service],
+//     where systemd 219 reads it): a control-plane daemon never stays down.
+//   - TimeoutStopSec=30s: an apiserver draining watches must not hold a shutdown
+//     or a reset for systemd's default 90 s.
+//   - After=etcd.service where the member runs on the same host, so a boot
+//     starts the apiserver against a started member.
+func (c Component) Unit(inputs string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s, written by kubeforge. Do not edit: set %s.extraArgs in the\n", c.Name, c.Field)
+	fmt.Fprintf(&b, "# cluster configuration and run `kubeforge init phase control-plane` again.\n")
+	fmt.Fprintf(&b, "# inputs %s\n", inputs)
+	b.WriteString("[Unit]\n")
+	fmt.Fprintf(&b, "Description=%s\n", descriptions[c.Name])
+	if d := docs[c.Name]; d != "" {
+		fmt.Fprintf(&b, "Documentation=%s\n", d)
+	}
+	after := append([]string{"network-online.target"}, c.After...)
+	fmt.Fprintf(&b, "After=%s\n", strings.Join(after, " "))
+	b.WriteString("Wants=network-online.target\n\n")
+
+	b.WriteString("[Service]\n")
+	if c.Notify {
+		b.WriteString("Type=notify\nTimeoutStartSec=0\n")
+	} else {
+		b.WriteString("Type=simple\n")
+	}
+	b.WriteString("ExecStart=" + execQuote(c.Binary))
+	for _, f := range c.Args.Flags() {
+		b.WriteString(" \\\n  " + execQuote(f))
+	}
+	b.WriteString("\n")
+	b.WriteString("Restart=always\nRestartSec=5s\nStartLimitInterval=0\nTimeoutStopSec=30s\nLimitNOFILE=65536\n\n")
+	b.WriteString("[Install]\nWantedBy=multi-user.target\n")
+	return []byte(b.String())
+}
+
+// execQuote makes one argument survive systemd's ExecStart= parsing unchanged:
+// "%" starts a specifier and "$" a variable, so both are doubled, and an argument
+// with blanks, quotes or backslashes is double-quoted with C-style escapes (the
+// syntax systemd 219 already understands).
+func execQuote(arg string) string {
+	arg = strings.ReplaceAll(arg, "%", "%%")
+	arg = strings.ReplaceAll(arg, "$", "$$")
+	if arg != "" && !strings.ContainsAny(arg, " \t\"'\\;") {
+		return arg
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(arg) + `"`
+}
