@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages kubeforge's lab and tests use on this machine.
+# Installs the Debian packages kubeforge's lab, tests and bundle build use on this
+# machine (libseccomp-dev, pkg-config and a C toolchain link runc statically).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 pkgs=(debootstrap systemd-container openssh-server openssh-client iproute2 iptables kmod
-      util-linux openssl iperf3 ca-certificates make)
+      util-linux openssl iperf3 ca-certificates make
+      libseccomp-dev pkg-config gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -209,6 +209,40 @@ func TestRealBundle(t *testing.T) {
 		}
 	}
 
+	// The container runtime, CNI plugins and images that nodes install: present,
+	// every executable static, versions consistent within each component.
+	runtime := map[string][]string{
+		"containerd": {"bin/containerd", "bin/containerd-shim-runc-v2"},
+		"runc":       {"bin/runc"},
+		"cni":        {"cni/bin/bridge", "cni/bin/host-local", "cni/bin/loopback", "cni/bin/portmap"},
+	}
+	for component, paths := range runtime {
+		version := ""
+		for _, p := range paths {
+			f, ok := b.Lookup(p)
+			if !ok {
+				t.Errorf("bundle lacks %s (%s)", p, component)
+				continue
+			}
+			if version == "" {
+				version = f.Version
+			} else if f.Version != version {
+				t.Errorf("%s: version %s, but %s is %s", p, f.Version, paths[0], version)
+			}
+			if static, err := IsStatic(b.Path(p)); err != nil || !static {
+				t.Errorf("%s is not statically linked (%v)", p, err)
+			}
+			if f.Mode != "0755" {
+				t.Errorf("%s: mode %s, want 0755", p, f.Mode)
+			}
+		}
+	}
+	for _, p := range []string{"images/pause.tar", "images/httpecho.tar"} {
+		if f, ok := b.Lookup(p); !ok || f.Size < 1024 || f.Version == "" {
+			t.Errorf("bundle image %s: %+v (listed %v)", p, f, ok)
+		}
+	}
+
 	// A copy of the bundle: links to every file but one real copy of etcdctl.
 	cp := filepath.Join(t.TempDir(), "bundle")
 	os.MkdirAll(filepath.Join(cp, "bin"), 0o755)
@@ -223,6 +257,7 @@ func TestRealBundle(t *testing.T) {
 			os.WriteFile(filepath.Join(cp, f.Path), bin, 0o755)
 			continue
 		}
+		os.MkdirAll(filepath.Dir(filepath.Join(cp, f.Path)), 0o755)
 		os.Symlink(b.Path(f.Path), filepath.Join(cp, f.Path))
 	}
 	cb, err := Open(cp)
