@@ -1,0 +1,64 @@
+package bootstraptoken
+
+import (
+	"fmt"
+	"strings"
+)
+
+// JoinCommand holds what a host needs to join the cluster.
+type JoinCommand struct {
+	// Endpoint is the control-plane endpoint, host:port.
+	Endpoint string
+	// Token is the join token, "<id>.<secret>".
+	Token string
+	// CAHash pins the cluster CA's public key ("sha256:<hex>", certs.CAHash), so a
+	// joining host trusts cluster-info only from the real cluster.
+	CAHash string
+	// CertificateKey decrypts the CA keys in kube-system/kubeforge-certs; empty
+	// when no upload is live, and then only the worker command is complete.
+	CertificateKey string
+}
+
+func (j JoinCommand) base() string {
+	return fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s", j.Endpoint, j.Token, j.CAHash)
+}
+
+// Worker joins a worker node.
+func (j JoinCommand) Worker() string { return j.base() }
+
+// WorkerEtcd joins a worker that also runs an etcd member; it needs the etcd CA,
+// hence the certificate key.
+func (j JoinCommand) WorkerEtcd() string {
+	return j.base() + " --etcd --certificate-key " + j.keyOrPlaceholder()
+}
+
+// ControlPlane joins another control-plane host.
+func (j JoinCommand) ControlPlane() string {
+	return j.base() + " --control-plane --certificate-key " + j.keyOrPlaceholder()
+}
+
+func (j JoinCommand) keyOrPlaceholder() string {
+	if j.CertificateKey == "" {
+		return "<key: run `kubeforge init phase upload-certs`>"
+	}
+	return j.CertificateKey
+}
+
+// Text is the message `init` ends with: all three commands and what the
+// certificate key is.
+func (j JoinCommand) Text() string {
+	var b strings.Builder
+	b.WriteString("To administer the cluster from this host:\n\n  export KUBECONFIG=/etc/kubernetes/admin.conf\n\n")
+	b.WriteString("Join worker nodes by running on each as root:\n\n  " + j.Worker() + "\n\n")
+	b.WriteString("Join a worker that also runs an etcd member:\n\n  " + j.WorkerEtcd() + "\n\n")
+	b.WriteString("Join another control-plane host:\n\n  " + j.ControlPlane() + "\n\n")
+	if j.CertificateKey != "" {
+		b.WriteString("The certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
+			"which is deleted automatically two hours after the upload. Treat it like the CA keys themselves.\n" +
+			"For a new upload and key later: kubeforge init phase upload-certs --config <file>\n")
+	} else {
+		b.WriteString("No certificate upload is live: run `kubeforge init phase upload-certs --config <file>` for a certificate key.\n")
+	}
+	b.WriteString("The token expires; `kubeforge token create --print-join-command` makes a new one.\n")
+	return b.String()
+}

@@ -1,0 +1,169 @@
+package clusterinfo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/bootstraptoken"
+	"github.com/kubeforge/kubeforge/components/kubeclient"
+)
+
+// Names of what upload-config and upload-certs store.
+const (
+	ConfigMapName = "kubeforge-config"
+	// ConfigKey holds the cluster configuration YAML in ConfigMapName.
+	ConfigKey  = "cluster.yaml"
+	ConfigRole = "kubeforge:config-reader"
+
+	CertsSecretName = "kubeforge-certs"
+	// CertsKey holds the encrypted bundle (certs.EncryptBundle) in CertsSecretName.
+	CertsKey  = "bundle"
+	CertsRole = "kubeforge:certs-reader"
+	// CertsTTL is how long the uploaded certificates live (kubeadm's 2 h).
+	CertsTTL = 2 * time.Hour
+	// CertsTokenDescription marks the token that only carries the TTL.
+	CertsTokenDescription = "kubeforge: proxy for managing the TTL of the kubeforge-certs Secret"
+
+	// EncryptionConfigKey is the bundle entry of the apiserver's encryption
+	// configuration: every apiserver of a cluster needs the same key, or Secrets
+	// written through one are unreadable through the others. The other entries
+	// are certs.SharedFiles, relative to the cert dir.
+	EncryptionConfigKey = "kubeforge/encryption-config.yaml"
+)
+
+// readers is who may read the uploads: joining hosts authenticate with a join
+// token (NodeGroup); joined nodes (system:nodes) may read the configuration.
+func readerRole(name, resource, object string) *rbacv1.Role {
+	return &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceSystem},
+		Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{resource}, ResourceNames: []string{object}}},
+	}
+}
+
+func readerBinding(name string, groups ...string) *rbacv1.RoleBinding {
+	b := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceSystem},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+	}
+	for _, g := range groups {
+		b.Subjects = append(b.Subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: g})
+	}
+	return b
+}
+
+// UploadConfig stores the cluster configuration in kube-system/kubeforge-config,
+// readable by joining and joined nodes. It reports what it changed.
+func UploadConfig(ctx context.Context, c kubernetes.Interface, cfg *config.Cluster) ([]string, error) {
+	data, err := config.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the cluster configuration: %w", err)
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: metav1.NamespaceSystem},
+		Data:       map[string]string{ConfigKey: string(data)},
+	}
+	var changed []string
+	ch, err := kubeclient.Apply(ctx, c.CoreV1().ConfigMaps(metav1.NamespaceSystem), cm, kubeclient.ConfigMapData)
+	if err != nil {
+		return nil, fmt.Errorf("ConfigMap kube-system/%s: %w", ConfigMapName, err)
+	}
+	if ch {
+		changed = append(changed, "ConfigMap kube-system/"+ConfigMapName)
+	}
+	more, err := applyRole(ctx, c, readerRole(ConfigRole, "configmaps", ConfigMapName),
+		readerBinding(ConfigRole, bootstraptoken.NodeGroup, bootstraptoken.NodesGroup))
+	return append(changed, more...), err
+}
+
+// DownloadConfig reads the cluster configuration back (join).
+func DownloadConfig(ctx context.Context, c kubernetes.Interface) (*config.Cluster, error) {
+	cm, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, ConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading kube-system/%s: %w", ConfigMapName, err)
+	}
+	cfg, err := config.Decode([]byte(cm.Data[ConfigKey]))
+	if err != nil {
+		return nil, fmt.Errorf("kube-system/%s: %w", ConfigMapName, err)
+	}
+	return cfg, nil
+}
+
+// ErrNoUpload means kubeforge-certs does not exist (never uploaded, or deleted
+// after its two hours).
+var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/" + CertsSecretName + " does not exist, or expired): run `kubeforge init phase upload-certs` on the first control-plane host")
+
+// UploadCerts encrypts files (relative path -> content) under key and stores
+// them in kube-system/kubeforge-certs, owned by a new bootstrap token without
+// usages that expires after CertsTTL: the tokencleaner deletes the token, and the
+// garbage collector the Secret with it. A previous upload is replaced.
+func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files map[string][]byte) error {
+	blob, err := certs.EncryptBundle(key, files)
+	if err != nil {
+		return err
+	}
+	tok, err := bootstraptoken.Generate(CertsTTL, CertsTokenDescription)
+	if err != nil {
+		return err
+	}
+	tok.Usages, tok.Groups = nil, nil // a TTL carrier, not a credential
+	owner, err := bootstraptoken.Create(ctx, c, tok)
+	if err != nil {
+		return err
+	}
+	ctrl := true
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: CertsSecretName, Namespace: metav1.NamespaceSystem,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: owner.Name, UID: owner.UID, Controller: &ctrl}},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{CertsKey: blob},
+	}
+	if _, err := kubeclient.Apply(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), secret, kubeclient.SecretData); err != nil {
+		return fmt.Errorf("Secret kube-system/%s: %w", CertsSecretName, err)
+	}
+	_, err = applyRole(ctx, c, readerRole(CertsRole, "secrets", CertsSecretName), readerBinding(CertsRole, bootstraptoken.NodeGroup))
+	return err
+}
+
+// DownloadCerts reads and decrypts kube-system/kubeforge-certs. A wrong key is
+// certs.ErrWrongCertificateKey; no upload is ErrNoUpload.
+func DownloadCerts(ctx context.Context, c kubernetes.Interface, key string) (map[string][]byte, error) {
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, CertsSecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, ErrNoUpload
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading kube-system/%s: %w", CertsSecretName, err)
+	}
+	files, err := certs.DecryptBundle(key, s.Data[CertsKey])
+	if err != nil {
+		return nil, fmt.Errorf("kube-system/%s: %w", CertsSecretName, err)
+	}
+	return files, nil
+}
+
+// UploadCurrent reports whether the live upload decrypts with key and holds
+// exactly files: then there is nothing to upload again.
+func UploadCurrent(ctx context.Context, c kubernetes.Interface, key string, files map[string][]byte) (bool, error) {
+	got, err := DownloadCerts(ctx, c, key)
+	switch {
+	case errors.Is(err, ErrNoUpload), errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return maps.EqualFunc(got, files, bytes.Equal), nil
+}
