@@ -103,7 +103,9 @@ func names(list []Image) []string {
 }
 
 // List returns the images in the client's namespace, sorted by name, with
-// whether each is unpacked in snapshotter.
+// whether each is unpacked in snapshotter. The CRI plugin adds an alias named by
+// the image ID ("sha256:<config digest>") for every image it knows; those are
+// left out, as crictl folds them into the named image too.
 func List(ctx context.Context, c *client.Client, snapshotter string) ([]Image, error) {
 	imgs, err := c.ListImages(ctx)
 	if err != nil {
@@ -111,6 +113,9 @@ func List(ctx context.Context, c *client.Client, snapshotter string) ([]Image, e
 	}
 	out := make([]Image, 0, len(imgs))
 	for _, img := range imgs {
+		if strings.HasPrefix(img.Name(), "sha256:") {
+			continue
+		}
 		i := Image{Name: img.Name(), Digest: img.Target().Digest}
 		i.Size, _ = img.Size(ctx)
 		if snapshotter != "" {
