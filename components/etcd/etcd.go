@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -215,6 +217,15 @@ func (o *Options) refuseSecondCluster(ctx context.Context, tlsCfg *tls.Config) e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Nothing listening is the common case (a fresh cluster) and a TCP
+			// refusal says so at once; the etcd client would retry until its timeout.
+			if u, err := url.Parse(ep); err == nil {
+				c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
 			_ = withEndpoint(tlsCfg, ep, func(cli *clientv3.Client) error {
 				lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 				defer cancel()

@@ -208,3 +208,23 @@ func TestResetRefusesWhenTheClusterIsUnreachable(t *testing.T) {
 		}
 	}
 }
+
+func TestSummarizeLog(t *testing.T) {
+	lines := []string{
+		`{"level":"info","ts":"x","caller":"etcdmain/etcd.go:64","msg":"Running: "}`,
+		`{"level":"error","ts":"x","msg":"creating peer listener failed","error":"listen tcp 10.0.0.3:2380: bind: address already in use","stacktrace":"a\nb"}`,
+		`{"level":"fatal","ts":"x","msg":"discovery failed","error":"listen tcp 10.0.0.3:2380: bind: address already in use"}`,
+		"etcd.service: Main process exited, code=exited, status=1/FAILURE",
+		"etcd.service: Main process exited, code=exited, status=1/FAILURE",
+	}
+	got := strings.Join(summarizeLog(lines, 6), "\n")
+	want := "error: creating peer listener failed: listen tcp 10.0.0.3:2380: bind: address already in use\n" +
+		"fatal: discovery failed: listen tcp 10.0.0.3:2380: bind: address already in use\n" +
+		"etcd.service: Main process exited, code=exited, status=1/FAILURE"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if n := len(summarizeLog(lines, 2)); n != 2 {
+		t.Errorf("max 2 kept %d", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -143,7 +144,10 @@ func (r *hostMember) Failed(ctx context.Context) error {
 		}
 	}
 	if r.startErr != nil {
-		return fmt.Errorf("starting %s: %w%s", UnitName, r.startErr, r.journal(ctx))
+		// systemd's own error already carries raw journal lines; the summary
+		// below says the same more readably.
+		msg, _, _ := strings.Cut(r.startErr.Error(), "; last journal lines:")
+		return fmt.Errorf("%s%s", msg, r.journal(ctx))
 	}
 	st, err := r.h.Units().Status(ctx, UnitName)
 	if err != nil {
@@ -162,14 +166,48 @@ func (r *hostMember) Failed(ctx context.Context) error {
 	return nil
 }
 
-// journal is the unit's last log lines for an error message, etcd's JSON log
-// lines reduced to their message and error.
+// journal is the unit's recent warnings and errors for an error message.
 func (r *hostMember) journal(ctx context.Context) string {
-	lines, err := r.h.Units().Journal(ctx, UnitName, 12)
+	lines, err := r.h.Units().Journal(ctx, UnitName, 40)
 	if err != nil || len(lines) == 0 {
 		return ""
 	}
-	return "; last log lines:\n  " + strings.Join(lines, "\n  ")
+	lines = summarizeLog(lines, 6)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; etcd's log:\n  " + strings.Join(lines, "\n  ")
+}
+
+// summarizeLog reduces etcd's JSON log lines to "level: msg: error" and keeps the
+// warnings and errors (systemd's own lines too), the last max of them: the stack
+// traces and info lines that fill etcd's log hide the one line that matters.
+func summarizeLog(lines []string, max int) []string {
+	var out []string
+	for _, l := range lines {
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+			Error string `json:"error"`
+		}
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &e) == nil && e.Msg != "" {
+			if e.Level == "info" || e.Level == "debug" {
+				continue
+			}
+			l = e.Level + ": " + e.Msg
+			if e.Error != "" {
+				l += ": " + e.Error
+			}
+		}
+		if len(out) > 0 && out[len(out)-1] == l {
+			continue
+		}
+		out = append(out, l)
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out
 }
 
 // stopPendingStart gives up the start job, if one is pending.
