@@ -167,3 +167,35 @@ func CheckEndpoint(ctx context.Context, h host.Host, c *config.Cluster, node con
 		"point it at %s:%d, or bring up the load balancer or VIP in front of the control plane first",
 		c.Spec.ControlPlaneEndpoint, h.Name(), why, node.Address, port)
 }
+
+// Precheck is what must hold before init changes anything on a control-plane
+// host: the endpoint can work (CheckEndpoint) and every component's port is free
+// unless its own unit already runs (a rerun). It is meant to run before the
+// first write, so bad input leaves the host untouched.
+func Precheck(ctx context.Context, h host.Host, o Options, dial Dialer) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := CheckEndpoint(ctx, h, o.Cluster, o.Node, dial); err != nil {
+		return err
+	}
+	for _, name := range Names {
+		// The encryption config does not matter for the port; the real one is
+		// only read (and, on a fresh host, created) by the control-plane phase.
+		c, err := o.Component(name, []byte("-"))
+		if err != nil {
+			return err
+		}
+		st, err := h.Units().Status(ctx, c.UnitName())
+		if err != nil {
+			return err
+		}
+		if st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading" {
+			continue
+		}
+		if err := CheckPortFree(ctx, h, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

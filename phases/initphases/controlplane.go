@@ -1,0 +1,183 @@
+package initphases
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/components/controlplane"
+	"github.com/kubeforge/kubeforge/phases/workflow"
+)
+
+func (r *run) controlPlanePhase() workflow.Phase {
+	short := map[string]string{
+		controlplane.APIServer:         "kube-apiserver unit",
+		controlplane.ControllerManager: "kube-controller-manager unit",
+		controlplane.Scheduler:         "kube-scheduler unit",
+	}
+	var subs []workflow.Phase
+	for _, n := range controlplane.Names {
+		subs = append(subs, workflow.Phase{Name: strings.TrimPrefix(n, "kube-"), Short: short[n], Run: r.runComponent(n)})
+	}
+	return workflow.Phase{
+		Name:  "control-plane",
+		Short: "Install and start the control-plane units",
+		Long: `Write the configuration files and systemd units of kube-apiserver,
+kube-controller-manager and kube-scheduler, enable and start them. A unit whose
+inputs (flags, certificates, keys, kubeconfigs, binary) changed is restarted; one
+that is running as configured is left alone.`,
+		RunIf:  hasRole(config.RoleControlPlane),
+		Phases: subs,
+	}
+}
+
+func (r *run) runComponent(name string) func(workflow.RunData) error {
+	return func(d workflow.RunData) error {
+		data, err := r.data(d, "control-plane/"+name)
+		if err != nil {
+			return err
+		}
+		ctx, h := data.Context(), data.Host()
+		o := controlPlaneOptions(data)
+		var enc []byte
+		if name == controlplane.APIServer {
+			var created bool
+			if enc, created, err = controlplane.EnsureEncryptionConfig(ctx, h, o.EncryptionConfigPath()); err != nil {
+				return err
+			}
+			if created {
+				data.Logger().Printf("generated a new key for encrypting Secrets at rest (%s, 0600)", o.EncryptionConfigPath())
+			}
+		}
+		c, err := o.Component(name, enc)
+		if err != nil {
+			return err
+		}
+		res, err := controlplane.Ensure(ctx, h, c, data.Logger().Printf)
+		if err != nil {
+			return err
+		}
+		if !res.Changed {
+			return workflow.Unchanged("%s", res.Detail(c))
+		}
+		data.Logger().Printf("%s", res.Detail(c))
+		return nil
+	}
+}
+
+func (r *run) waitPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "wait-control-plane",
+		Short: "Wait until the API server answers and the control plane is healthy",
+		Long: `Poll kube-apiserver's /readyz and the /healthz endpoints of
+kube-controller-manager and kube-scheduler until all are healthy, then wait for
+both to hold their leader lease. Progress is printed while waiting; on failure the
+last journal lines of the failing unit are shown.`,
+		RunIf: hasRole(config.RoleControlPlane),
+		Run:   r.runWait,
+	}
+}
+
+func (r *run) runWait(d workflow.RunData) error {
+	data, err := r.data(d, "wait-control-plane")
+	if err != nil {
+		return err
+	}
+	ctx, h, log := data.Context(), data.Host(), data.Logger()
+	o := controlPlaneOptions(data)
+	var comps []controlplane.Component
+	for _, n := range controlplane.Names {
+		c, err := o.Component(n, []byte("-")) // only the health endpoints matter here
+		if err != nil {
+			return err
+		}
+		comps = append(comps, c)
+	}
+	if data.DryRun() {
+		for _, c := range comps {
+			log.Printf("dry run: would wait for %s at %s", c.Name, c.HealthURL)
+		}
+		return nil
+	}
+	ca, err := h.ReadFile(ctx, path.Join(data.CertDir(), "ca.crt"))
+	if err != nil {
+		return err
+	}
+	res, err := controlplane.Wait(ctx, controlplane.WaitOptions{Host: h, Components: comps, CACert: ca, Logf: log.Printf})
+	if err != nil {
+		return err
+	}
+	cli, err := r.client(data)
+	if err != nil {
+		return err
+	}
+	leases, err := waitLeaders(ctx, cli, []string{controlplane.ControllerManager, controlplane.Scheduler}, 2*time.Minute, log.Printf)
+	if err != nil {
+		return err
+	}
+	log.Printf("control plane healthy after %s; leaders: %s", res.Total.Round(10*time.Millisecond), leases)
+	// Converged: everything answered at the first probe, nothing was waited for.
+	if res.Total < time.Second {
+		return workflow.Unchanged("control plane is healthy")
+	}
+	return nil
+}
+
+// waitLeaders waits until each named component holds its leader-election lease
+// in kube-system, renewed within the lease duration: only then does the
+// controller-manager run its controllers (the bootstrapsigner among them) and
+// the scheduler place pods. It returns "name=holder" pairs.
+func waitLeaders(ctx context.Context, cli kubernetes.Interface, names []string, timeout time.Duration, logf func(string, ...any)) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start, last := time.Now(), time.Now()
+	for {
+		var held []string
+		var missing error
+		for _, n := range names {
+			l, err := cli.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				missing = fmt.Errorf("lease %s: %v", n, err)
+				break
+			}
+			if !leaseHeld(l, time.Now()) {
+				missing = fmt.Errorf("lease %s has no current holder", n)
+				break
+			}
+			held = append(held, n+"="+*l.Spec.HolderIdentity)
+		}
+		if missing == nil {
+			return strings.Join(held, ", "), nil
+		}
+		if time.Since(last) >= 5*time.Second {
+			last = time.Now()
+			logf("waiting for leader election: %v (%s)", missing, time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no leader after %s: %v", timeout, missing)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// leaseHeld reports whether a lease has a holder whose last renewal is within
+// the lease duration.
+func leaseHeld(l *coordinationv1.Lease, now time.Time) bool {
+	s := l.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil {
+		return false
+	}
+	d := 15 * time.Second
+	if s.LeaseDurationSeconds != nil {
+		d = time.Duration(*s.LeaseDurationSeconds) * time.Second
+	}
+	return now.Sub(s.RenewTime.Time) <= d
+}
