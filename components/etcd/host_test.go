@@ -1,12 +1,14 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/config"
@@ -226,5 +228,57 @@ func TestSummarizeLog(t *testing.T) {
 	}
 	if n := len(summarizeLog(lines, 2)); n != 2 {
 		t.Errorf("max 2 kept %d", n)
+	}
+}
+
+func TestBootstrapDistributesCertsAndKeepsTheCAKeyOnOneHost(t *testing.T) {
+	ctx := context.Background()
+	c := config.Default()
+	var targets []Target
+	hosts := map[string]*dryrun.Host{}
+	// Given in reverse: Bootstrap must still pick the first etcd host for the CA.
+	for i := len(c.Spec.Hosts) - 1; i >= 0; i-- {
+		h := c.Spec.Hosts[i]
+		hosts[h.Name] = memHost(h.Name)
+		targets = append(targets, Target{Host: hosts[h.Name], Node: h})
+	}
+	res, err := Bootstrap(ctx, BootstrapOptions{Cluster: c, Targets: targets, CertDir: "/etc/kubernetes/pki",
+		BundleDir: fakeBundle(t, "etcd"), DryRun: true, Logf: t.Logf})
+	if err != nil || !res.Changed {
+		t.Fatalf("bootstrap: %+v %v", res, err)
+	}
+	caPEM, err := hosts["master01"].ReadFile(ctx, "/etc/kubernetes/pki/etcd/ca.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.ParseCA(caPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range hosts {
+		if _, err := h.Stat(ctx, "/etc/kubernetes/pki/etcd/ca.key"); (name == "master01") != (err == nil) {
+			t.Errorf("%s: etcd CA key present=%v; only master01 may hold it", name, err == nil)
+		}
+		if got, _ := h.ReadFile(ctx, "/etc/kubernetes/pki/etcd/ca.crt"); !bytes.Equal(got, caPEM) {
+			t.Errorf("%s: another etcd CA", name)
+		}
+		peerPEM, _ := h.ReadFile(ctx, "/etc/kubernetes/pki/etcd/peer.crt")
+		peer, err := certs.ParseCertPEM(peerPEM)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := ca.Verify(peer, peer.NotBefore.Add(10*time.Minute)); err != nil || peer.Subject.CommonName != name {
+			t.Errorf("%s: peer certificate CN %q: %v", name, peer.Subject.CommonName, err)
+		}
+		cfg, _ := h.ReadFile(ctx, ConfigPath)
+		v, _ := configValues(cfg)
+		if v["initial-cluster-state"] != "new" || !strings.Contains(v["initial-cluster"].(string), "node02=https://192.168.161.153:2380") {
+			t.Errorf("%s: initial cluster %v (%v)", name, v["initial-cluster"], v["initial-cluster-state"])
+		}
+	}
+	// Targets that are not the config's etcd hosts are refused up front.
+	_, err = Bootstrap(ctx, BootstrapOptions{Cluster: c, Targets: targets[:2], CertDir: "/etc/kubernetes/pki", BundleDir: fakeBundle(t, "etcd")})
+	if err == nil || !strings.Contains(err.Error(), "not the configuration's etcd hosts") {
+		t.Errorf("two of three targets: %v", err)
 	}
 }

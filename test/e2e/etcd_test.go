@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	sshhost "github.com/kubeforge/kubeforge/bootstrap/host/ssh"
 	"github.com/kubeforge/kubeforge/bootstrap/lab"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/etcd"
@@ -501,7 +502,71 @@ func TestEtcd(t *testing.T) {
 		}
 	})
 
-	for _, k := range []string{"init to healthy", "join node01 to promoted", "join node02 to promoted", "rejoin node02 to promoted"} {
+	t.Run("reset down to the last member, then a static bootstrap over SSH", func(t *testing.T) {
+		for _, h := range []string{"node02", "node01"} {
+			if out, _, err := l.kf(h, "reset", "phase", "etcd", "--force"); err != nil {
+				t.Fatalf("reset %s: %v\n%s", h, err, out)
+			}
+		}
+		out, _, err := l.kf("master01", "reset", "phase", "etcd", "--force")
+		if err == nil || !strings.Contains(out, "only voting member") {
+			t.Fatalf("reset of the last member was not refused: %v\n%s", err, out)
+		}
+		if active := l.must("master01", "systemctl is-active etcd"); active != "active" {
+			t.Fatalf("refused reset stopped the last member: %s", active)
+		}
+		if out, _, err := l.kf("master01", "reset", "phase", "etcd", "--force", "--force-etcd-removal"); err != nil {
+			t.Fatalf("forced reset of the last member: %v\n%s", err, out)
+		}
+		// node01 and node02 lose their etcd certificates and CA; the bootstrap hands
+		// out new ones without the CA key.
+		l.must("node01", "rm -rf /etc/kubernetes/pki/etcd")
+		l.must("node02", "rm -rf /etc/kubernetes/pki/etcd")
+
+		cfg, err := s.ClusterConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var targets []etcd.Target
+		for _, n := range cfg.Spec.Hosts {
+			h, err := sshhost.New(sshhost.Config{Name: n.Name, Address: n.Address, KeyFiles: []string{s.Paths().IdentityFile}, KnownHostsPath: s.Paths().KnownHosts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			targets = append(targets, etcd.Target{Host: h, Node: n})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		opts := etcd.BootstrapOptions{Cluster: cfg, Targets: targets, CertDir: "/etc/kubernetes/pki", BundleDir: bdir, Logf: t.Logf}
+		t0 := time.Now()
+		res, err := etcd.Bootstrap(ctx, opts)
+		if err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+		l.times["static bootstrap of 3 members over ssh"] = time.Since(t0)
+		if !res.Changed {
+			t.Errorf("first bootstrap reported no change: %+v", res)
+		}
+		st, raw := l.status(hosts...)
+		if got := members(st); got != "master01:voter node01:voter node02:voter" || st.HealthyVoters() != 3 || st.Leader == "" {
+			t.Fatalf("after bootstrap: %s, leader %q\n%s", got, st.Leader, raw)
+		}
+		for _, h := range []string{"node01", "node02"} {
+			if out := l.must(h, "ls /etc/kubernetes/pki/etcd"); strings.Contains(out, "ca.key") || !strings.Contains(out, "peer.key") {
+				t.Errorf("%s: etcd pki after bootstrap: %s", h, out)
+			}
+		}
+		if _, err := l.clientOf(l.tls, "node02").Put(ctx, "/kubeforge/bootstrap", "ok"); err != nil {
+			t.Errorf("write after bootstrap: %v", err)
+		}
+		res, err = etcd.Bootstrap(ctx, opts)
+		if err != nil || res.Changed {
+			t.Errorf("second bootstrap: %+v %v, want unchanged", res, err)
+		}
+	})
+
+	for _, k := range []string{"init to healthy", "join node01 to promoted", "join node02 to promoted", "rejoin node02 to promoted", "static bootstrap of 3 members over ssh"} {
 		t.Logf("BENCH etcd %s: %s", k, l.times[k].Round(10*time.Millisecond))
 	}
 }
