@@ -1,0 +1,392 @@
+// Package csrapprover approves the certificate signing requests nodes make for
+// themselves that Kubernetes leaves to someone else:
+//
+//   - kubelet serving certificates (signer kubernetes.io/kubelet-serving), which
+//     every kubelet with serverTLSBootstrap requests at start and on rotation.
+//     kube-controller-manager signs them once approved but never approves them:
+//     the node chooses the names in the certificate, and nothing checks them.
+//     kubeadm leaves approval to the operator; kubeforge runs this approver on
+//     control-plane hosts (kubeforge-csr-approver.service) so joins finish
+//     unattended and rotations never lapse;
+//   - kube-proxy's client certificate (signer kubernetes.io/kube-apiserver-client,
+//     CN system:kube-proxy), requested by a joined node for its kube-proxy.
+//     The identity can only read services, endpoints and nodes (ClusterRole
+//     system:node-proxier), which a node can read already, so approving it for a
+//     node grants nothing new.
+//
+// What is checked before approving, and why:
+//   - the requester is a node identity (system:node:<name>, group system:nodes)
+//     of a Node that exists: a bootstrap token holder or any other user gets
+//     nothing from this approver;
+//   - the CSR's signature verifies and its subject is exactly what the signer
+//     expects (CN = the requester for serving certificates, O = system:nodes;
+//     CN system:kube-proxy and nothing else for kube-proxy);
+//   - key usages are those of a TLS server (or client) certificate, nothing more;
+//   - a serving certificate's DNS names and IPs are all among the requesting
+//     Node's own status addresses, and no IP is an address of another Node. A
+//     node could lie in its own status, but it cannot take another node's
+//     address, which is what a stolen serving certificate would be good for.
+//
+// A CSR that fails a check is left pending (an operator may still approve it by
+// hand) and the reason is logged once; it is never denied automatically.
+package csrapprover
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Identity and RBAC names of the approver.
+const (
+	// User is the CN of the approver's client certificate.
+	User = "kubeforge:csr-approver"
+	// ClusterRole and ClusterRoleBinding name.
+	RoleName = "kubeforge:csr-approver"
+	// KubeProxyUser is the identity kube-proxy's certificate carries; the
+	// apiserver's RBAC bootstrap binds it to system:node-proxier.
+	KubeProxyUser = "system:kube-proxy"
+	// ApprovalReason marks approvals made by this package.
+	ApprovalReason = "KubeforgeCSRApprover"
+)
+
+const nodeUserPrefix = "system:node:"
+
+// Kind says what a CSR asks for, as far as this approver is concerned.
+type Kind string
+
+const (
+	KindKubeletServing Kind = "kubelet-serving"
+	KindKubeProxy      Kind = "kube-proxy-client"
+	KindOther          Kind = ""
+)
+
+// Decision is the verdict on one CSR.
+type Decision struct {
+	Kind    Kind
+	Node    string
+	Approve bool
+	// Reason says why not (or what was approved).
+	Reason string
+}
+
+// Nodes is what Check knows about the cluster's Nodes.
+type Nodes map[string]*corev1.Node
+
+// Check decides on one CSR. It does not look at the CSR's status: callers only
+// pass pending requests.
+func Check(csr *certv1.CertificateSigningRequest, nodes Nodes) Decision {
+	d := Decision{}
+	switch csr.Spec.SignerName {
+	case certv1.KubeletServingSignerName:
+		d.Kind = KindKubeletServing
+	case certv1.KubeAPIServerClientSignerName:
+		d.Kind = KindKubeProxy
+	default:
+		d.Reason = "signer " + csr.Spec.SignerName + " is not one this approver handles"
+		return d
+	}
+	deny := func(format string, a ...any) Decision {
+		d.Reason = fmt.Sprintf(format, a...)
+		return d
+	}
+	if !strings.HasPrefix(csr.Spec.Username, nodeUserPrefix) || !slices.Contains(csr.Spec.Groups, "system:nodes") {
+		if d.Kind == KindKubeProxy {
+			d.Kind = KindOther // someone else's client certificate: not ours to judge
+		}
+		return deny("requested by %q, not by a node identity", csr.Spec.Username)
+	}
+	d.Node = strings.TrimPrefix(csr.Spec.Username, nodeUserPrefix)
+	node, ok := nodes[d.Node]
+	if !ok {
+		return deny("node %s does not exist (yet)", d.Node)
+	}
+	req, err := parseCSR(csr.Spec.Request)
+	if err != nil {
+		return deny("%v", err)
+	}
+	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
+		return deny("asks for email or URI names")
+	}
+	switch d.Kind {
+	case KindKubeletServing:
+		if req.Subject.CommonName != csr.Spec.Username || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) || extraSubject(req) {
+			return deny("subject %q is not CN=%s, O=system:nodes", req.Subject.String(), csr.Spec.Username)
+		}
+		if err := usages(csr.Spec.Usages, certv1.UsageServerAuth); err != nil {
+			return deny("%v", err)
+		}
+		if len(req.DNSNames)+len(req.IPAddresses) == 0 {
+			return deny("names no DNS name or IP address")
+		}
+		if err := sansOfNode(req, node, nodes); err != nil {
+			return deny("%v", err)
+		}
+		d.Approve, d.Reason = true, fmt.Sprintf("kubelet serving certificate of node %s for %s", d.Node, sanList(req))
+	case KindKubeProxy:
+		if req.Subject.CommonName != KubeProxyUser || len(req.Subject.Organization) > 0 || extraSubject(req) {
+			return deny("subject %q is not CN=%s alone", req.Subject.String(), KubeProxyUser)
+		}
+		if len(req.DNSNames)+len(req.IPAddresses) > 0 {
+			return deny("a client certificate with subject alternative names")
+		}
+		if err := usages(csr.Spec.Usages, certv1.UsageClientAuth); err != nil {
+			return deny("%v", err)
+		}
+		d.Approve, d.Reason = true, fmt.Sprintf("kube-proxy client certificate requested by node %s", d.Node)
+	}
+	return d
+}
+
+func parseCSR(data []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, errors.New("request is not a PEM CERTIFICATE REQUEST")
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("request does not parse: %w", err)
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("request signature does not verify: %w", err)
+	}
+	return req, nil
+}
+
+// extraSubject reports subject fields beyond CN and O.
+func extraSubject(r *x509.CertificateRequest) bool {
+	s := r.Subject
+	return len(s.OrganizationalUnit)+len(s.Country)+len(s.Province)+len(s.Locality)+len(s.StreetAddress)+len(s.PostalCode) > 0 || s.SerialNumber != ""
+}
+
+// usages allows exactly what a TLS certificate of the given kind needs: the
+// required usage, plus digital signature and (for RSA keys) key encipherment.
+func usages(got []certv1.KeyUsage, required certv1.KeyUsage) error {
+	allowed := map[certv1.KeyUsage]bool{certv1.UsageDigitalSignature: true, certv1.UsageKeyEncipherment: true, required: true}
+	has := false
+	for _, u := range got {
+		if !allowed[u] {
+			return fmt.Errorf("usage %q is not allowed (only %s, digital signature, key encipherment)", u, required)
+		}
+		has = has || u == required
+	}
+	if !has {
+		return fmt.Errorf("usages %v lack %q", got, required)
+	}
+	return nil
+}
+
+func sansOfNode(req *x509.CertificateRequest, node *corev1.Node, nodes Nodes) error {
+	names := map[string]bool{}
+	ips := map[string]bool{}
+	for _, a := range node.Status.Addresses {
+		switch a.Type {
+		case corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeExternalDNS:
+			names[a.Address] = true
+		case corev1.NodeInternalIP, corev1.NodeExternalIP:
+			if ip := net.ParseIP(a.Address); ip != nil {
+				ips[ip.String()] = true
+			}
+		}
+	}
+	for _, n := range req.DNSNames {
+		if !names[n] {
+			return fmt.Errorf("DNS name %q is not an address of node %s", n, node.Name)
+		}
+	}
+	for _, ip := range req.IPAddresses {
+		if !ips[ip.String()] {
+			return fmt.Errorf("IP %s is not an address of node %s", ip, node.Name)
+		}
+		for name, other := range nodes {
+			if name == node.Name {
+				continue
+			}
+			for _, a := range other.Status.Addresses {
+				if (a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP) && net.ParseIP(a.Address).Equal(ip) {
+					return fmt.Errorf("IP %s is also an address of node %s", ip, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sanList(r *x509.CertificateRequest) string {
+	var out []string
+	out = append(out, r.DNSNames...)
+	for _, ip := range r.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return strings.Join(out, ", ")
+}
+
+func pending(csr *certv1.CertificateSigningRequest) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certv1.CertificateApproved || c.Type == certv1.CertificateDenied || c.Type == certv1.CertificateFailed {
+			return false
+		}
+	}
+	return true
+}
+
+// Approver approves what Check allows.
+type Approver struct {
+	Client kubernetes.Interface
+	Logf   func(format string, a ...any)
+
+	mu     sync.Mutex
+	logged map[string]string // CSR name -> last reason logged, so a pending CSR is reported once
+}
+
+func (a *Approver) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+// Sync looks at every pending CSR once and approves those Check allows. It
+// returns the names it approved.
+func (a *Approver) Sync(ctx context.Context) ([]string, error) {
+	list, err := a.Client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing CSRs: %w", err)
+	}
+	var todo []*certv1.CertificateSigningRequest
+	for i := range list.Items {
+		if pending(&list.Items[i]) {
+			todo = append(todo, &list.Items[i])
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	nl, err := a.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	nodes := Nodes{}
+	for i := range nl.Items {
+		nodes[nl.Items[i].Name] = &nl.Items[i]
+	}
+	var approved []string
+	var errs []error
+	for _, csr := range todo {
+		d := Check(csr, nodes)
+		if d.Kind == KindOther {
+			continue
+		}
+		if !d.Approve {
+			a.mu.Lock()
+			if a.logged == nil {
+				a.logged = map[string]string{}
+			}
+			if a.logged[csr.Name] != d.Reason {
+				a.logged[csr.Name] = d.Reason
+				a.logf("leaving CSR %s pending: %s", csr.Name, d.Reason)
+			}
+			a.mu.Unlock()
+			continue
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
+			Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: ApprovalReason,
+			Message: "approved by kubeforge: " + d.Reason, LastUpdateTime: metav1.Now(),
+		})
+		_, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			continue // changed meanwhile; the next sync sees the new state
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("approving CSR %s: %w", csr.Name, err))
+			continue
+		}
+		a.logf("approved CSR %s: %s", csr.Name, d.Reason)
+		approved = append(approved, csr.Name)
+	}
+	return approved, errors.Join(errs...)
+}
+
+// Run syncs whenever a CSR or Node changes, and every resync interval
+// regardless, until ctx ends. Watches that break are re-established; errors are
+// logged, never fatal, since the approver must outlive apiserver restarts.
+func (a *Approver) Run(ctx context.Context, resync time.Duration) error {
+	if resync <= 0 {
+		resync = 30 * time.Second
+	}
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	watch := func(open func(context.Context) (<-chan struct{}, func(), error)) {
+		for ctx.Err() == nil {
+			ch, stop, err := open(ctx)
+			if err != nil {
+				a.logf("watch: %v", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+				continue
+			}
+			for range ch {
+				poke()
+			}
+			stop()
+		}
+	}
+	go watch(func(ctx context.Context) (<-chan struct{}, func(), error) {
+		w, err := a.Client.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return events(w.ResultChan()), w.Stop, nil
+	})
+	go watch(func(ctx context.Context) (<-chan struct{}, func(), error) {
+		w, err := a.Client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return events(w.ResultChan()), w.Stop, nil
+	})
+	t := time.NewTicker(resync)
+	defer t.Stop()
+	for {
+		if _, err := a.Sync(ctx); err != nil && ctx.Err() == nil {
+			a.logf("%v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+		case <-t.C:
+		}
+	}
+}
+
+// events turns a watch's result channel into bare notifications.
+func events[T any](in <-chan T) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		defer close(out)
+		for range in {
+			out <- struct{}{}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,241 @@
+package csrapprover
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	certv1 "k8s.io/api/certificates/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/kubeclient"
+)
+
+// Names on a control-plane host.
+const (
+	UnitName       = "kubeforge-csr-approver.service"
+	KubeconfigName = "csr-approver.conf"
+	// BinaryPath is where the unit runs kubeforge from; the running kubeforge
+	// installs itself there.
+	BinaryPath = "/usr/local/bin/kubeforge"
+)
+
+// RBAC is the least the approver needs: read CSRs and Nodes, approve for the two
+// signers it handles and no other.
+func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleName},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, Verbs: []string{"approve"},
+				ResourceNames: []string{certv1.KubeletServingSignerName, certv1.KubeAPIServerClientSignerName}},
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+		},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleName},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: RoleName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}},
+	}
+	return role, binding
+}
+
+// EnsureRBAC applies RBAC with an admin client; it reports what changed.
+func EnsureRBAC(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+	role, binding := RBAC()
+	var changed []string
+	ch, err := kubeclient.Apply(ctx, c.RbacV1().ClusterRoles(), role, kubeclient.ClusterRoleRules)
+	if err != nil {
+		return nil, fmt.Errorf("ClusterRole %s: %w", role.Name, err)
+	}
+	if ch {
+		changed = append(changed, "ClusterRole "+role.Name)
+	}
+	ch, err = kubeclient.Apply(ctx, c.RbacV1().ClusterRoleBindings(), binding, kubeclient.ClusterRoleBindingSubjects)
+	if err != nil {
+		return changed, fmt.Errorf("ClusterRoleBinding %s: %w", binding.Name, err)
+	}
+	if ch {
+		changed = append(changed, "ClusterRoleBinding "+binding.Name)
+	}
+	return changed, nil
+}
+
+// Unit runs the approver. After= the apiserver only orders a local start; the
+// approver itself retries until the API answers, so it also works on hosts
+// whose apiserver is elsewhere.
+func Unit(kubeconfig string) []byte {
+	return []byte(`# kubeforge's approver of kubelet serving and kube-proxy CSRs, written by kubeforge.
+[Unit]
+Description=kubeforge CSR approver (kubelet serving and kube-proxy certificates)
+After=network-online.target kube-apiserver.service
+Wants=network-online.target
+
+[Service]
+ExecStart=` + BinaryPath + ` csr-approver --kubeconfig=` + kubeconfig + `
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+
+[Install]
+WantedBy=multi-user.target
+`)
+}
+
+// InstallOptions are what Install needs.
+type InstallOptions struct {
+	Host          host.Host
+	Cluster       *config.Cluster
+	Node          config.Host
+	CertDir       string
+	KubeconfigDir string
+	// Admin applies the RBAC.
+	Admin kubernetes.Interface
+	// Self is the kubeforge executable to install at BinaryPath (os.Executable()
+	// when empty): the unit must not depend on wherever kubeforge was run from.
+	Self   string
+	DryRun bool
+	Logf   func(format string, a ...any)
+	Now    func() time.Time
+}
+
+// Install sets the approver up on a control-plane host holding the cluster CA:
+// RBAC, a client certificate of its own (csr-approver.conf, renewed when less
+// than a third of its validity is left), kubeforge at BinaryPath and the unit,
+// started. It reports whether anything changed.
+func Install(ctx context.Context, o InstallOptions) (bool, error) {
+	h := o.Host
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	kcPath := path.Join(o.KubeconfigDir, KubeconfigName)
+	spec, err := certs.SpecFromConfig(o.Cluster, o.Node.Name)
+	if err != nil {
+		return false, err
+	}
+	ks, err := certs.KubeconfigSpecFor(spec, certs.KubeconfigControllerManager, "")
+	if err != nil {
+		return false, err
+	}
+	ks.Client.Subject = pkix.Name{CommonName: User}
+	ca, err := certs.LoadCA(certs.HostFS{Ctx: ctx, Host: h}, path.Join(o.CertDir, "ca.crt"), path.Join(o.CertDir, "ca.key"))
+	if err != nil {
+		return false, fmt.Errorf("%s: the CSR approver's certificate is issued from the cluster CA: %w", h.Name(), err)
+	}
+	self := o.Self
+	if self == "" {
+		if self, err = os.Executable(); err != nil {
+			return false, err
+		}
+	}
+	bin, err := os.ReadFile(self)
+	if err != nil {
+		return false, fmt.Errorf("reading kubeforge's own executable %s: %w", self, err)
+	}
+
+	changed := false
+	rbac, err := EnsureRBAC(ctx, o.Admin)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rbac {
+		o.Logf("applied %s", r)
+		changed = true
+	}
+	cur, err := h.ReadFile(ctx, kcPath)
+	if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	if !validKubeconfig(cur, ca, ks.Server, o.Now()) {
+		kc, err := certs.BuildKubeconfig(ca, ks)
+		if err != nil {
+			return false, err
+		}
+		if err := h.WriteFile(ctx, kcPath, kc, host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
+			return false, err
+		}
+		o.Logf("issued %s (CN %s)", kcPath, User)
+		changed = true
+	}
+	have, err := h.ReadFile(ctx, BinaryPath)
+	if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	binChanged := sha256.Sum256(have) != sha256.Sum256(bin)
+	if binChanged {
+		if err := h.WriteFile(ctx, BinaryPath, bin, host.WriteOptions{Mode: 0o755}); err != nil {
+			return false, err
+		}
+		o.Logf("installed %s", BinaryPath)
+		changed = true
+	}
+	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(kcPath))
+	if err != nil {
+		return false, err
+	}
+	if err := h.Units().Enable(ctx, UnitName); err != nil {
+		return false, err
+	}
+	st, err := h.Units().Status(ctx, UnitName)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case !st.Active():
+		err = h.Units().Start(ctx, UnitName)
+		changed = true
+	case unitChanged || binChanged || changed:
+		err = h.Units().Restart(ctx, UnitName)
+		changed = true
+	}
+	if err != nil {
+		lines, _ := h.Units().Journal(ctx, UnitName, 5)
+		return changed, fmt.Errorf("%s: starting %s: %v %v", h.Name(), UnitName, err, lines)
+	}
+	return changed || unitChanged, nil
+}
+
+// validKubeconfig reports whether an existing approver kubeconfig can stay: same
+// server, a client certificate of ca for User, with a third of its life left.
+func validKubeconfig(data []byte, ca *certs.CA, server string, now time.Time) bool {
+	if len(data) == 0 {
+		return false
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return false
+	}
+	ctx, ok := cfg.Contexts[cfg.CurrentContext]
+	if !ok {
+		return false
+	}
+	cl, auth := cfg.Clusters[ctx.Cluster], cfg.AuthInfos[ctx.AuthInfo]
+	if cl == nil || auth == nil || cl.Server != server || !bytes.Equal(cl.CertificateAuthorityData, ca.CertPEM) {
+		return false
+	}
+	crt, err := certs.ParseCertPEM(auth.ClientCertificateData)
+	if err != nil || crt.Subject.CommonName != User {
+		return false
+	}
+	if ca.Verify(crt, now, x509.ExtKeyUsageClientAuth) != nil {
+		return false
+	}
+	life := crt.NotAfter.Sub(crt.NotBefore)
+	return crt.NotAfter.Sub(now) > life/3
+}
