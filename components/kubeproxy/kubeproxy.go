@@ -1,0 +1,420 @@
+// Package kubeproxy runs kube-proxy on a node as kube-proxy.service in iptables
+// mode, with its own client identity (system:kube-proxy, bound to
+// system:node-proxier by the apiserver's default RBAC).
+//
+// Where the identity comes from depends on the host: a control-plane host holds
+// the cluster CA and issues kube-proxy.conf itself (certs package); a joined
+// node has no CA key, so it asks for the certificate with a CSR under its own
+// node identity, which kubeforge's CSR approver grants (see
+// components/kubelet/csrapprover for why that grants nothing new).
+package kubeproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	certv1 "k8s.io/api/certificates/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/certificate/csr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/install"
+)
+
+// Paths and names on the host.
+const (
+	UnitName   = "kube-proxy.service"
+	ConfigDir  = "/var/lib/kube-proxy"
+	ConfigPath = ConfigDir + "/config.yaml"
+	// User is the identity in kube-proxy's client certificate.
+	User = "system:kube-proxy"
+)
+
+// ConfigOptions are the inputs of the KubeProxyConfiguration.
+type ConfigOptions struct {
+	Kubeconfig  string
+	ClusterCIDR string
+	NodeName    string
+	// KeepConntrackMax leaves the host's conntrack table size alone: in a
+	// container (or any network namespace but the first) nf_conntrack_max is
+	// read-only and kube-proxy would fail setting it.
+	KeepConntrackMax bool
+}
+
+// RenderConfig returns the KubeProxyConfiguration: iptables mode (every
+// supported distribution has iptables; the kernel's nft or legacy backend is
+// whatever the host's iptables command uses, the same one the overlay uses),
+// metrics on loopback only, health checks on the node.
+func RenderConfig(o ConfigOptions) ([]byte, error) {
+	if !strings.HasPrefix(o.Kubeconfig, "/") || o.ClusterCIDR == "" || o.NodeName == "" {
+		return nil, fmt.Errorf("kube-proxy config: kubeconfig path, cluster CIDR and node name are required (got %+v)", o)
+	}
+	cfg := map[string]any{
+		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
+		"kind":               "KubeProxyConfiguration",
+		"mode":               "iptables",
+		"clientConnection":   map[string]any{"kubeconfig": o.Kubeconfig},
+		"clusterCIDR":        o.ClusterCIDR,
+		"hostnameOverride":   o.NodeName,
+		"bindAddress":        "0.0.0.0",
+		"healthzBindAddress": "0.0.0.0:10256",
+		"metricsBindAddress": "127.0.0.1:10249",
+	}
+	if o.KeepConntrackMax {
+		cfg["conntrack"] = map[string]any{"maxPerCore": 0}
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# KubeProxyConfiguration, written by kubeforge; changes are overwritten.\n"), out...), nil
+}
+
+// Unit is kube-proxy.service (loads on systemd 219).
+func Unit(binDir string, extra map[string]string) ([]byte, error) {
+	keys := make([]string, 0, len(extra))
+	for k, v := range extra {
+		if k == "" || strings.ContainsAny(k, " \t\n\"'\\=") || strings.ContainsAny(v, " \t\n\"'\\%$") {
+			return nil, fmt.Errorf("kube-proxy flag --%s=%q: names and values must be plain words", k, v)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	exec := binDir + "/kube-proxy --config=" + ConfigPath
+	for _, k := range keys {
+		exec += " --" + k + "=" + extra[k]
+	}
+	return []byte(`# kube-proxy, written by kubeforge. Settings: ` + ConfigPath + `
+[Unit]
+Description=Kubernetes network proxy (kube-proxy)
+Documentation=https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=` + exec + `
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`), nil
+}
+
+// Credentials produces kube-proxy.conf when the host has none that is valid.
+type Credentials interface {
+	// Kubeconfig returns a new kube-proxy kubeconfig.
+	Kubeconfig(ctx context.Context) ([]byte, error)
+	// Describe says where the identity comes from, for the log.
+	Describe() string
+}
+
+// Options are what Ensure works on.
+type Options struct {
+	Host          host.Host
+	Cluster       *config.Cluster
+	Node          config.Host
+	BundleDir     string
+	BinDir        string
+	CertDir       string
+	KubeconfigDir string
+	Credentials   Credentials
+	DryRun        bool
+	Timeout       time.Duration // bounds waiting for the first rules; 1 minute when zero
+	Logf          func(format string, a ...any)
+	Now           func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.BinDir == "" {
+		o.BinDir = install.DefaultBinDir
+	}
+	if o.CertDir == "" {
+		o.CertDir = certs.DefaultCertDir
+	}
+	if o.KubeconfigDir == "" {
+		o.KubeconfigDir = certs.DefaultKubeconfigDir
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Minute
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// KubeconfigPath is kube-proxy.conf in dir.
+func KubeconfigPath(dir string) string { return path.Join(dir, "kube-proxy.conf") }
+
+// Result says what Ensure did.
+type Result struct {
+	Changed bool
+	Detail  string
+}
+
+// Ensure installs and starts kube-proxy and waits until it has programmed its
+// first rules (the KUBE-SERVICES chain exists in the nat table).
+func Ensure(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	h := o.Host
+	if h == nil || o.Cluster == nil || o.Credentials == nil {
+		return Result{}, errors.New("kube-proxy: no host, cluster configuration or credentials")
+	}
+	env, err := containerd.Detect(ctx, h)
+	if err != nil {
+		return Result{}, err
+	}
+	kcPath := KubeconfigPath(o.KubeconfigDir)
+	cfg, err := RenderConfig(ConfigOptions{Kubeconfig: kcPath, ClusterCIDR: o.Cluster.Spec.Networking.PodCIDR, NodeName: o.Node.Name, KeepConntrackMax: env.Container != ""})
+	if err != nil {
+		return Result{}, err
+	}
+	if env.Container != "" {
+		o.Logf("adjusted for this host: conntrack maxPerCore 0 (leave nf_conntrack_max as it is): the host is a %s container, where the conntrack table size is read-only", env.Container)
+	}
+	unit, err := Unit(o.BinDir, o.Cluster.Spec.Components.KubeProxy.ExtraArgs)
+	if err != nil {
+		return Result{}, fmt.Errorf("spec.components.kubeProxy.extraArgs: %w", err)
+	}
+	if _, err := install.Verify(o.BundleDir, install.KubeProxy); err != nil {
+		return Result{}, err
+	}
+	caPEM, err := h.ReadFile(ctx, path.Join(o.CertDir, "ca.crt"))
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: the cluster CA: %w", h.Name(), err)
+	}
+	ca, err := certs.ParseCertPEM(caPEM)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %s/ca.crt: %w", h.Name(), o.CertDir, err)
+	}
+	cur, err := h.ReadFile(ctx, kcPath)
+	if err != nil && !host.IsNotExist(err) {
+		return Result{}, err
+	}
+	var kc []byte
+	if !ValidKubeconfig(cur, ca, o.Now()) {
+		if kc, err = o.Credentials.Kubeconfig(ctx); err != nil {
+			return Result{}, fmt.Errorf("kube-proxy identity (%s): %w", o.Credentials.Describe(), err)
+		}
+		if !ValidKubeconfig(kc, ca, o.Now()) {
+			return Result{}, fmt.Errorf("kube-proxy identity (%s): the new kubeconfig is not a valid %s client of the cluster CA", o.Credentials.Describe(), User)
+		}
+	}
+
+	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, install.KubeProxy)
+	if err != nil {
+		return Result{}, err
+	}
+	changed := bins.Changed()
+	if kc != nil {
+		if err := h.WriteFile(ctx, kcPath, kc, host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
+			return Result{}, err
+		}
+		o.Logf("wrote %s (%s)", kcPath, o.Credentials.Describe())
+		changed = true
+	}
+	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, unit)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := h.Units().Enable(ctx, UnitName); err != nil {
+		return Result{}, err
+	}
+	st, err := h.Units().Status(ctx, UnitName)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case !st.Active():
+		err = h.Units().Start(ctx, UnitName)
+		changed = true
+	case changed || cfgChanged || unitChanged:
+		err = h.Units().Restart(ctx, UnitName)
+		changed = true
+	}
+	if err != nil {
+		lines, _ := h.Units().Journal(ctx, UnitName, 8)
+		return Result{}, fmt.Errorf("%s: starting %s: %v\n  %s", h.Name(), UnitName, err, strings.Join(lines, "\n  "))
+	}
+	if o.DryRun {
+		return Result{Changed: changed, Detail: "dry run"}, nil
+	}
+	took, err := waitRules(ctx, h, o.Timeout)
+	if err != nil {
+		return Result{}, err
+	}
+	if !changed {
+		return Result{Detail: "kube-proxy already configured and running"}, nil
+	}
+	return Result{Changed: true, Detail: fmt.Sprintf("kube-proxy running in iptables mode, service rules in place after %s", took.Round(10*time.Millisecond))}, nil
+}
+
+// waitRules waits for kube-proxy's KUBE-SERVICES chain in the nat table, the sign
+// that it reached the apiserver and synced the services once.
+func waitRules(ctx context.Context, h host.Host, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	c := host.Cmd{Argv: []string{"iptables", "-w", "5", "-t", "nat", "-S", "KUBE-SERVICES"}, ReadOnly: true}
+	var last string
+	for {
+		r, err := h.Run(ctx, c)
+		if err == nil && r.OK() {
+			return time.Since(start), nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = strings.TrimSpace(string(r.Stderr))
+		}
+		if time.Since(start) > timeout {
+			lines, _ := h.Units().Journal(ctx, UnitName, 8)
+			return 0, fmt.Errorf("%s: kube-proxy programmed no rules within %s (%s)\n  %s", h.Name(), timeout, last, strings.Join(lines, "\n  "))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte) (bool, error) {
+	cur, err := h.ReadFile(ctx, p)
+	if err == nil && bytes.Equal(cur, data) {
+		return false, nil
+	}
+	if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	return true, h.WriteFile(ctx, p, data, host.WriteOptions{Mode: 0o644})
+}
+
+// ValidKubeconfig reports whether data is a kube-proxy kubeconfig whose client
+// certificate (embedded) is issued by ca for User and has a third of its life
+// left, so it is kept instead of asking for a new one.
+func ValidKubeconfig(data []byte, ca *x509.Certificate, now time.Time) bool {
+	if len(data) == 0 {
+		return false
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return false
+	}
+	kctx := cfg.Contexts[cfg.CurrentContext]
+	if kctx == nil || cfg.AuthInfos[kctx.AuthInfo] == nil || cfg.Clusters[kctx.Cluster] == nil {
+		return false
+	}
+	crt, err := certs.ParseCertPEM(cfg.AuthInfos[kctx.AuthInfo].ClientCertificateData)
+	if err != nil || crt.Subject.CommonName != User || crt.CheckSignatureFrom(ca) != nil {
+		return false
+	}
+	if now.Before(crt.NotBefore) || !now.Before(crt.NotAfter) {
+		return false
+	}
+	return crt.NotAfter.Sub(now) > crt.NotAfter.Sub(crt.NotBefore)/3
+}
+
+// Kubeconfig assembles a kube-proxy kubeconfig from its parts.
+func Kubeconfig(clusterName, server string, caPEM, certPEM, keyPEM []byte) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[clusterName] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos[User] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts[User+"@"+clusterName] = &clientcmdapi.Context{Cluster: clusterName, AuthInfo: User}
+	cfg.CurrentContext = User + "@" + clusterName
+	return clientcmd.Write(*cfg)
+}
+
+// CSRCredentials asks the cluster for a kube-proxy certificate with a CSR made
+// under the node's own identity (its kubelet.conf), and waits until it is
+// approved and signed.
+type CSRCredentials struct {
+	// Client acts as the node (system:node:<name>).
+	Client      kubernetes.Interface
+	NodeName    string
+	ClusterName string
+	Server      string
+	CAPEM       []byte
+	KeyAlg      certs.KeyAlgorithm
+	Timeout     time.Duration // 2 minutes when zero
+}
+
+func (c *CSRCredentials) Describe() string {
+	return "client certificate requested by node " + c.NodeName + " with a CSR"
+}
+
+func (c *CSRCredentials) Kubeconfig(ctx context.Context) ([]byte, error) {
+	alg := c.KeyAlg
+	if alg == "" {
+		alg = certs.ECDSAP256
+	}
+	key, err := certs.GenerateKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: User}}, key)
+	if err != nil {
+		return nil, err
+	}
+	csrPEM := pemBlock("CERTIFICATE REQUEST", der)
+	usages := []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}
+	if alg.IsRSA() {
+		usages = append(usages, certv1.UsageKeyEncipherment)
+	}
+	name := "kubeforge-kube-proxy-" + c.NodeName + "-" + fmt.Sprintf("%d", time.Now().Unix())
+	reqName, uid, err := csr.RequestCertificateWithContext(ctx, c.Client, csrPEM, name, certv1.KubeAPIServerClientSignerName, nil, usages, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CSR %s: %w", name, err)
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	certPEM, err := csr.WaitForCertificate(wctx, c.Client, reqName, uid)
+	if err != nil {
+		return nil, fmt.Errorf("CSR %s was not approved and signed within %s (%w): is kubeforge-csr-approver.service running on a control-plane host?", reqName, timeout, err)
+	}
+	keyPEM, err := certs.MarshalKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return Kubeconfig(c.ClusterName, c.Server, c.CAPEM, certPEM, keyPEM)
+}
+
+// StaticCredentials issues kube-proxy.conf from the cluster CA on a host that
+// holds its key (a control-plane host), like the other component kubeconfigs.
+type StaticCredentials struct {
+	Issue func(ctx context.Context) ([]byte, error)
+}
+
+func (s StaticCredentials) Kubeconfig(ctx context.Context) ([]byte, error) { return s.Issue(ctx) }
+func (s StaticCredentials) Describe() string                               { return "issued from the cluster CA on this host" }
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
