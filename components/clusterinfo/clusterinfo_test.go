@@ -178,6 +178,16 @@ func TestUploadCerts(t *testing.T) {
 	if cur, _ := UploadCurrent(ctx, c, key, files); cur {
 		t.Error("an upload of old files counts as current")
 	}
+	// A new upload replaces the old one and drops the old TTL token.
+	if err := UploadCerts(ctx, c, other, files); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().Secrets("kube-system").Get(ctx, owner.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the superseded upload token still exists: %v", err)
+	}
+	if cur, _ := UploadCurrent(ctx, c, other, files); !cur {
+		t.Error("the new upload is not current")
+	}
 	_ = c.CoreV1().Secrets("kube-system").Delete(ctx, CertsSecretName, metav1.DeleteOptions{})
 	if _, err := DownloadCerts(ctx, c, key); !errors.Is(err, ErrNoUpload) {
 		t.Errorf("no upload: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -107,11 +108,22 @@ var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/"
 // UploadCerts encrypts files (relative path -> content) under key and stores
 // them in kube-system/kubeforge-certs, owned by a new bootstrap token without
 // usages that expires after CertsTTL: the tokencleaner deletes the token, and the
-// garbage collector the Secret with it. A previous upload is replaced.
+// garbage collector the Secret with it. A previous upload is replaced, and the
+// token that carried its TTL deleted.
 func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files map[string][]byte) error {
 	blob, err := certs.EncryptBundle(key, files)
 	if err != nil {
 		return err
+	}
+	var superseded []string
+	if old, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, CertsSecretName, metav1.GetOptions{}); err == nil {
+		for _, o := range old.OwnerReferences {
+			if o.Kind == "Secret" && strings.HasPrefix(o.Name, "bootstrap-token-") {
+				superseded = append(superseded, o.Name)
+			}
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading kube-system/%s: %w", CertsSecretName, err)
 	}
 	tok, err := bootstraptoken.Generate(CertsTTL, CertsTokenDescription)
 	if err != nil {
@@ -133,6 +145,12 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files 
 	}
 	if _, err := kubeclient.Apply(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), secret, kubeclient.SecretData); err != nil {
 		return fmt.Errorf("Secret kube-system/%s: %w", CertsSecretName, err)
+	}
+	for _, name := range superseded {
+		// Only a TTL carrier of an earlier upload; it owns nothing any more.
+		if err := c.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the superseded upload token %s: %w", name, err)
+		}
 	}
 	_, err = applyRole(ctx, c, readerRole(CertsRole, "secrets", CertsSecretName), readerBinding(CertsRole, bootstraptoken.NodeGroup))
 	return err

@@ -39,7 +39,7 @@ func (r Result) Detail(c Component) string {
 // systemd: long enough to report a unit that cannot even be executed, short
 // enough not to wait for readiness, which is Wait's job (with progress and the
 // journal on failure).
-const startGrace = 2 * time.Second
+const startGrace = time.Second
 
 // Ensure writes the component's directories, files and unit on h, enables the
 // unit and starts it, or restarts it when its unit changed (which includes any

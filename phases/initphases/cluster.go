@@ -41,7 +41,9 @@ func (r *run) runUploadConfig(d workflow.RunData) error {
 	if len(changed) == 0 {
 		return workflow.Unchanged("kube-system/%s is current", clusterinfo.ConfigMapName)
 	}
-	data.Logger().Printf("stored: %s", strings.Join(changed, ", "))
+	if !data.DryRun() { // a dry run printed every object already
+		data.Logger().Printf("stored: %s", strings.Join(changed, ", "))
+	}
 	return nil
 }
 
@@ -125,11 +127,11 @@ func (r *run) runUploadCerts(d workflow.RunData) error {
 		return err
 	}
 	r.certKey = key
-	log.Printf("stored %d files encrypted in Secret kube-system/%s; it is deleted in %s", len(files), clusterinfo.CertsSecretName, clusterinfo.CertsTTL)
 	if data.DryRun() {
-		log.Printf("dry run: a new certificate key would be printed here")
+		log.Printf("dry run: would store %d files encrypted under a new certificate key", len(files))
 		return nil
 	}
+	log.Printf("stored %d files encrypted in Secret kube-system/%s; it is deleted in %s", len(files), clusterinfo.CertsSecretName, clusterinfo.CertsTTL)
 	if alone {
 		// Run on its own, the key is the point: print it where scripts find it.
 		log.Printf("certificate key:")
@@ -169,8 +171,7 @@ func (r *run) runBootstrapToken(d workflow.RunData) error {
 	}
 	r.token = &tok
 	var changed []string
-	if created {
-		changed = append(changed, "token "+tok.ID)
+	if created && !data.DryRun() {
 		log.Printf("created join token %s, valid until %s", tok.ID, tok.Expires.Local().Format(time.RFC3339))
 	}
 	rb, err := bootstraptoken.EnsureNodeBootstrapRBAC(ctx, cli)
@@ -187,7 +188,10 @@ func (r *run) runBootstrapToken(d workflow.RunData) error {
 		return err
 	}
 	changed = append(changed, ci...)
-	if len(changed) > 0 {
+	if created {
+		changed = append(changed, "token "+tok.ID)
+	}
+	if len(changed) > 0 && !data.DryRun() {
 		log.Printf("created or updated: %s", strings.Join(changed, ", "))
 	}
 	if data.DryRun() {

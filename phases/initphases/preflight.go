@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"path"
+	"slices"
+	"strings"
 
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/phases/workflow"
@@ -39,8 +41,17 @@ func (r *run) runPreflight(d workflow.RunData) error {
 	opts.Log = &lineLogger{l: data.Logger()}
 	unit, err := h.ReadFile(ctx, path.Join("/etc/systemd/system", controlplane.APIServer+".service"))
 	if err == nil && bytes.Contains(unit, []byte("written by kubeforge")) {
-		data.Logger().Printf("%s is kubeforge's: this host was initialized before, skipping the fresh-host checks (%v)", controlplane.APIServer, freshHostChecks)
-		opts.IgnoreErrors = freshHostChecks
+		data.Logger().Printf("%s.service is kubeforge's: this host was initialized before, so the fresh-host checks (%s) do not apply",
+			controlplane.APIServer, strings.Join(freshHostChecks, ", "))
+		opts.Checks = func(e *preflight.Env) []preflight.Checker {
+			var out []preflight.Checker
+			for _, c := range preflight.Checks(e) {
+				if !slices.Contains(freshHostChecks, c.Name()) {
+					out = append(out, c)
+				}
+			}
+			return out
+		}
 	}
 	rep, err := preflight.Run(ctx, h, data.Config(), data.Node(), opts)
 	var failed *preflight.FailedError
