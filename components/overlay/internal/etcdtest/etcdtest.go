@@ -41,6 +41,9 @@ type Server struct {
 	Endpoint string
 	cmd      *exec.Cmd
 	done     chan struct{}
+	bin      string
+	args     []string
+	log      string
 }
 
 // Start runs etcd in a temp dir, waits until it serves and stops it at cleanup.
@@ -55,23 +58,44 @@ func Start(tb testing.TB) *Server {
 	cport, pport := freePort(tb), freePort(tb)
 	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
+	s := &Server{Endpoint: client, bin: bin, log: filepath.Join(dir, "etcd.log"), args: []string{
+		"--name=test", "--data-dir=" + filepath.Join(dir, "data"),
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=test=" + peer, "--log-level=error"}}
+	s.start(tb)
+	tb.Cleanup(s.stop)
+	return s
+}
+
+// Restart kills etcd and starts it again on the same data and ports, so clients
+// see their connections break and come back.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.stop()
+	s.start(tb)
+}
+
+func (s *Server) start(tb testing.TB) {
+	tb.Helper()
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin,
-		"--name=test", "--data-dir="+filepath.Join(dir, "data"),
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=test="+peer, "--log-level=error")
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", bin, err)
+		tb.Fatalf("start %s: %v", s.bin, err)
 	}
-	s := &Server{Endpoint: client, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(s.done) }()
-	tb.Cleanup(s.stop)
-	cli := s.Client(tb)
+	s.cmd, s.done = cmd, make(chan struct{})
+	done := s.done
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cli.Close()
+	client := s.Endpoint
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -81,8 +105,8 @@ func Start(tb testing.TB) *Server {
 			break
 		}
 		select {
-		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
+		case <-done:
+			log, _ := os.ReadFile(s.log)
 			tb.Fatalf("etcd exited: %s", strings.TrimSpace(string(log)))
 		default:
 		}
@@ -91,7 +115,6 @@ func Start(tb testing.TB) *Server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s
 }
 
 func (s *Server) stop() {
