@@ -1,0 +1,237 @@
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/cluster-bootstrap/token/jws"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/clusterinfo"
+	"github.com/kubeforge/kubeforge/components/containerd/fakehost"
+)
+
+const (
+	tokenID     = "abcdef"
+	tokenSecret = "0123456789abcdef"
+	token       = tokenID + "." + tokenSecret
+	certKey     = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+)
+
+// apiserver is a loopback stand-in for kube-apiserver: cluster-info signed for
+// one token, the kubeforge config and certificates behind that token.
+type apiserver struct {
+	*httptest.Server
+	ca       *certs.CA
+	hash     string
+	rejected atomic.Bool // the token has expired: 401 on authenticated reads
+	requests atomic.Int32
+}
+
+func status(w http.ResponseWriter, code int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code})
+}
+
+func newAPIServer(t *testing.T) *apiserver {
+	t.Helper()
+	ca, err := certs.NewCA("kubernetes", certs.ECDSAP256, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crtPEM, keyPEM, err := certs.Issue(ca, certs.LeafSpec{Subject: pkix.Name{CommonName: "kube-apiserver"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyAlgorithm: certs.ECDSAP256, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(crtPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &apiserver{ca: ca}
+	caCert, _ := certs.ParseCertPEM(ca.CertPEM)
+	a.hash = certs.CAHash(caCert)
+	cfgYAML, err := config.Marshal(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := certs.EncryptBundle(certKey, map[string][]byte{"etcd/ca.crt": []byte("etcd ca"), "etcd/ca.key": []byte("etcd key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.requests.Add(1)
+		authed := r.Header.Get("Authorization") == "Bearer "+token
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/namespaces/kube-public/configmaps/cluster-info":
+			kc, _ := clusterinfo.Kubeconfig("https://"+r.Host, ca.CertPEM)
+			sig, _ := jws.ComputeDetachedSignature(string(kc), tokenID, tokenSecret)
+			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+				"metadata": map[string]any{"name": "cluster-info", "namespace": "kube-public"},
+				"data":     map[string]string{"kubeconfig": string(kc), "jws-kubeconfig-" + tokenID: sig}})
+		case "/api/v1/namespaces/kube-system/configmaps/kubeforge-config":
+			if !authed || a.rejected.Load() {
+				status(w, 401, "Unauthorized")
+				return
+			}
+			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+				"metadata": map[string]any{"name": "kubeforge-config", "namespace": "kube-system"},
+				"data":     map[string]string{"cluster.yaml": string(cfgYAML)}})
+		case "/api/v1/namespaces/kube-system/secrets/kubeforge-certs":
+			if !authed {
+				status(w, 401, "Unauthorized")
+				return
+			}
+			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "Secret",
+				"metadata": map[string]any{"name": "kubeforge-certs", "namespace": "kube-system"},
+				"data":     map[string]string{"bundle": base64.StdEncoding.EncodeToString(blob)}})
+		default:
+			status(w, 404, "NotFound")
+		}
+	}))
+	a.Server.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	a.Server.StartTLS()
+	t.Cleanup(a.Server.Close)
+	return a
+}
+
+func (a *apiserver) endpoint() string { return strings.TrimPrefix(a.URL, "https://") }
+
+func TestDiscover(t *testing.T) {
+	a := newAPIServer(t)
+	ctx := context.Background()
+	res, err := Discover(ctx, Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, CertificateKey: certKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Server != a.URL || string(res.CAPEM) != string(a.ca.CertPEM) || res.Token.ID != tokenID {
+		t.Errorf("result %+v", res)
+	}
+	if res.Config == nil || len(res.Config.Spec.Hosts) != 3 {
+		t.Errorf("config %+v", res.Config)
+	}
+	if string(res.Certs["etcd/ca.key"]) != "etcd key" {
+		t.Errorf("certs %v", res.Certs)
+	}
+	// Upper-case hex in the pin is the same pin.
+	if _, err := Discover(ctx, Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{"sha256:" + strings.ToUpper(strings.TrimPrefix(a.hash, "sha256:"))}}); err != nil {
+		t.Errorf("upper-case pin: %v", err)
+	}
+}
+
+func TestDiscoverFailures(t *testing.T) {
+	a := newAPIServer(t)
+	ctx := context.Background()
+	other, _ := certs.NewCA("impostor", certs.ECDSAP256, time.Hour, time.Now())
+	otherCert, _ := certs.ParseCertPEM(other.CertPEM)
+	wrongHash := certs.CAHash(otherCert)
+	base := Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		what   string
+		mod    func(*Options)
+		before func()
+		want   error
+		text   []string
+	}{
+		{"wrong CA hash", func(o *Options) { o.CAHashes = []string{wrongHash} }, nil, ErrCAHashMismatch, []string{a.hash, wrongHash}},
+		{"unknown token ID", func(o *Options) { o.Token = "zzzzzz." + tokenSecret }, nil, ErrUnknownToken, []string{`"zzzzzz"`, "expired"}},
+		{"wrong token secret", func(o *Options) { o.Token = tokenID + ".ffffffffffffffff" }, nil, ErrTokenSignature, []string{"secret is wrong"}},
+		{"expired token", nil, func() { a.rejected.Store(true) }, ErrTokenRejected, []string{"expired or was revoked", tokenID}},
+		{"wrong certificate key", func(o *Options) { o.CertificateKey = strings.Repeat("ab", 32) }, func() { a.rejected.Store(false) }, ErrCertificateKey, []string{"does not match"}},
+		{"malformed hash", func(o *Options) { o.CAHashes = []string{"md5:00"} }, nil, ErrBadInput, []string{"sha256:<64 hex digits>"}},
+		{"no hash", func(o *Options) { o.CAHashes = nil }, nil, ErrBadInput, []string{"required"}},
+		{"malformed token", func(o *Options) { o.Token = "abc" }, nil, ErrBadInput, []string{"[a-z0-9]{6}"}},
+		{"malformed endpoint", func(o *Options) { o.Endpoint = "no-port" }, nil, ErrBadInput, []string{"host:port"}},
+		{"malformed certificate key", func(o *Options) { o.CertificateKey = "xyz" }, nil, ErrBadInput, []string{"64 hex digits"}},
+	} {
+		if tc.before != nil {
+			tc.before()
+		}
+		o := base
+		if tc.mod != nil {
+			tc.mod(&o)
+		}
+		_, err := Discover(ctx, o)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: error %v, want %v", tc.what, err, tc.want)
+			continue
+		}
+		for _, s := range tc.text {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%s: error %q lacks %q", tc.what, err, s)
+			}
+		}
+		if strings.Contains(err.Error(), tokenSecret) {
+			t.Errorf("%s: the token secret is in the error", tc.what)
+		}
+	}
+}
+
+func TestDiscoverUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := l.Addr().String()
+	l.Close() // nothing listens there now
+	_, err = Discover(context.Background(), Options{Endpoint: ep, Token: token, CAHashes: []string{"sha256:" + strings.Repeat("0", 64)}, Timeout: 1500 * time.Millisecond})
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), ep) {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestResolveNode(t *testing.T) {
+	cfg := config.Default() // master01 cp+etcd, node01/node02 worker+etcd
+	c, n, err := ResolveNode(cfg, "node01", "", JoinRoles{Etcd: true})
+	if err != nil || n.Name != "node01" || !n.HasRole(config.RoleEtcd) || !n.HasRole(config.RoleWorker) {
+		t.Fatalf("%+v %v", n, err)
+	}
+	if _, _, err := ResolveNode(cfg, "node01", "", JoinRoles{}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "--etcd") {
+		t.Errorf("etcd host without --etcd: %v", err)
+	}
+	// An unlisted host joins as a worker with its own address; the caller's
+	// config is not touched.
+	c, n, err = ResolveNode(cfg, "node07", "192.168.161.160", JoinRoles{})
+	if err != nil || n.Address != "192.168.161.160" || len(n.Roles) != 1 || n.Roles[0] != config.RoleWorker || len(c.Spec.Hosts) != 4 || len(cfg.Spec.Hosts) != 3 {
+		t.Errorf("unlisted host: %+v %v", n, err)
+	}
+	// Found by address when the hostname differs from the config's name.
+	_, n, err = ResolveNode(cfg, "localhost", "192.168.161.153", JoinRoles{Etcd: true})
+	if err != nil || n.Name != "node02" {
+		t.Errorf("by address: %+v %v", n, err)
+	}
+	// --etcd on a plain worker adds the role in the copy only.
+	_, n, err = ResolveNode(cfg, "node08", "192.168.161.161", JoinRoles{Etcd: true})
+	if err != nil || !n.HasRole(config.RoleEtcd) {
+		t.Errorf("added etcd: %+v %v", n, err)
+	}
+	if _, _, err := ResolveNode(cfg, "node09", "", JoinRoles{}); err == nil {
+		t.Error("unlisted host without address accepted")
+	}
+}
+
+func TestSourceAddress(t *testing.T) {
+	h := fakehost.New("node01")
+	h.Commands["ip -o route get 192.168.176.151"] = host.Result{Stdout: []byte("192.168.176.151 dev host0 src 192.168.176.152 uid 0 \\    cache \n")}
+	for _, server := range []string{"https://192.168.176.151:6443", "192.168.176.151:6443", "192.168.176.151"} {
+		if got, err := SourceAddress(context.Background(), h, server); err != nil || got != "192.168.176.152" {
+			t.Errorf("%s: %q %v", server, got, err)
+		}
+	}
+}
