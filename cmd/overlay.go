@@ -1,0 +1,130 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeforge/kubeforge/bootstrap/host/local"
+	"github.com/kubeforge/kubeforge/components/overlay"
+	"github.com/kubeforge/kubeforge/phases/resetphases"
+)
+
+func init() { register(newOverlayCmd) }
+
+func newOverlayCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "overlay",
+		Short: "Run and inspect the VXLAN overlay agent of this node",
+	}
+	c.AddCommand(newOverlayRunCmd(), newOverlayStatusCmd(), newOverlayResetCmd())
+	return c
+}
+
+func newOverlayRunCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the overlay agent (what " + overlay.UnitName + " starts)",
+		Long: `Run the overlay agent in the foreground: acquire this node's subnet lease in
+etcd, program the VXLAN device, write subnet.env and the CNI config, install the
+iptables rules, then follow etcd until SIGTERM. Stopping leaves the lease to
+expire so that a restart keeps the subnet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := overlay.LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			// journald timestamps each line already.
+			logger := log.New(os.Stderr, "", 0)
+			a, err := overlay.New(cfg, overlay.Options{Logf: logger.Printf})
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.Run(ctx)
+		},
+	}
+	c.Flags().StringVar(&path, "config", overlay.ConfigPath, "Path to the agent's configuration file")
+	return c
+}
+
+func newOverlayStatusCmd() *cobra.Command {
+	var (
+		addr   string
+		output string
+	)
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show this node's subnet lease and the peers the agent has programmed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: want text or json", output)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			st, err := overlay.FetchStatus(ctx, addr)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return st.WriteText(cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&addr, "address", overlay.DefaultHealth, "The agent's health address (host:port)")
+	c.Flags().StringVarP(&output, "output", "o", "text", "Output format: text or json")
+	return c
+}
+
+func newOverlayResetCmd() *cobra.Command {
+	var (
+		nodeName string
+		force    bool
+	)
+	c := &cobra.Command{
+		Use:   "reset",
+		Short: "Remove the overlay from this node and release its subnet lease",
+		Long: `Stop and remove ` + overlay.UnitName + `, release this node's subnet lease in
+etcd (peers drop its routes at once), delete the VXLAN device with its routes,
+neighbour and FDB entries, the cni0 bridge, the iptables chains, the CNI config,
+subnet.env and the agent's config. The same as ` + "`kubeforge reset phase overlay`" + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h := local.New(local.Options{})
+			defer h.Close()
+			name := nodeName
+			if name == "" {
+				name = h.Name()
+			}
+			if !force {
+				if err := resetphases.Confirm(cmd.InOrStdin(), cmd.OutOrStdout(), name); err != nil {
+					return err
+				}
+			}
+			logger := log.New(cmd.OutOrStdout(), "[overlay] ", 0)
+			res, err := overlay.Reset(cmd.Context(), overlay.ResetOptions{Host: h, NodeName: name, Logf: logger.Printf})
+			if err != nil {
+				return err
+			}
+			logger.Printf("%s", res.Detail)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&nodeName, "node-name", "", "Node whose lease to release when "+overlay.ConfigPath+" is gone (default: the hostname)")
+	c.Flags().BoolVarP(&force, "force", "f", false, "Do not ask for confirmation")
+	return c
+}

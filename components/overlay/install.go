@@ -1,0 +1,339 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/overlay/subnet"
+	"github.com/kubeforge/kubeforge/components/overlay/vxlan"
+)
+
+// Unit is kubeforge-overlay.service. Every directive loads on systemd 219
+// (CentOS 7); the test runs it through etcd.LintUnit.
+//
+//   - Type=notify: the agent reports ready once its lease is held, the device
+//     and CNI config are in place and every peer is programmed, so "active" means
+//     pods can be networked, and `systemctl start` (the phase) waits for exactly
+//     that.
+//   - Before=kubelet.service: the kubelet should find the CNI config at start.
+//   - TimeoutStartSec=120: an agent that cannot reach etcd keeps retrying inside;
+//     after two minutes systemd restarts it, which shows in the journal.
+//   - Restart=always, RestartSec=5s, StartLimitInterval=0 (in [Service], where
+//     219 reads it): the pod network is never given up on.
+//   - No secrets: the config file holds only paths to the certificate and key.
+func Unit() []byte {
+	return []byte(`# kubeforge overlay agent, written by kubeforge. Settings: ` + ConfigPath + `
+[Unit]
+Description=kubeforge overlay network agent (VXLAN, etcd subnet leases)
+Documentation=https://github.com/kubeforge/kubeforge
+After=network-online.target
+Wants=network-online.target
+Before=kubelet.service
+
+[Service]
+Type=notify
+ExecStart=` + BinaryPath + ` overlay run --config ` + ConfigPath + `
+Restart=always
+RestartSec=5s
+StartLimitInterval=0
+TimeoutStartSec=120
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`)
+}
+
+// AgentConfigFor is the agent's config for node of cluster c: every etcd member
+// as an endpoint, the overlay client certificate under certDir, and the network
+// from spec.networking.
+func AgentConfigFor(c *config.Cluster, node config.Host, certDir string) (*Config, error) {
+	members := c.HostsWithRole(config.RoleEtcd)
+	if len(members) == 0 {
+		return nil, fmt.Errorf("the cluster configuration has no host with role %q for the overlay to store its leases in", config.RoleEtcd)
+	}
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, "https://"+net.JoinHostPort(m.Address, strconv.Itoa(etcd.DefaultClientPort)))
+	}
+	crt, key, err := certs.CertPaths(certDir, certs.CertEtcdOverlayClient)
+	if err != nil {
+		return nil, err
+	}
+	n := c.Spec.Networking
+	cfg := &Config{
+		NodeName: node.Name,
+		PublicIP: node.Address,
+		Etcd: Etcd{
+			Endpoints: eps,
+			CAFile:    filepath.Join(etcd.PKIDir(certDir), "ca.crt"),
+			CertFile:  crt,
+			KeyFile:   key,
+		},
+		Network:           &subnet.Config{Network: n.PodCIDR, SubnetLen: n.NodeSubnetSize, VNI: n.Overlay.VNI, Port: n.Overlay.Port, MTU: n.Overlay.MTU},
+		TxChecksumOffload: string(n.Overlay.TxChecksumOffload),
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("overlay config for %s: %w", node.Name, err)
+	}
+	return cfg, nil
+}
+
+// InstallOptions are what Install needs.
+type InstallOptions struct {
+	Host    host.Host
+	Cluster *config.Cluster
+	Node    config.Host
+	CertDir string
+	// Executable is the kubeforge binary to install as BinaryPath; "" means the
+	// running one (os.Executable).
+	Executable string
+	// StoreNetwork writes the network configuration to etcd now (init), so a
+	// mismatch is the phase's error rather than an agent's restart loop.
+	StoreNetwork bool
+	DryRun       bool
+	Logf         func(string, ...any)
+}
+
+// Result says what Install or Reset did.
+type Result struct {
+	Changed bool
+	Detail  string
+}
+
+// Install puts the agent on the node: the overlay client certificate (issued from
+// the etcd CA when the host holds its key), the kubeforge binary, the config and
+// unit, and starts (or, when any of them changed, restarts) the unit. Every step
+// compares before it writes, so a rerun on a converged node changes nothing.
+func Install(ctx context.Context, o InstallOptions) (Result, error) {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	h := o.Host
+	cfg, err := AgentConfigFor(o.Cluster, o.Node, o.CertDir)
+	if err != nil {
+		return Result{}, err
+	}
+	var changed []string
+
+	// The overlay's own etcd client certificate: never the apiserver's.
+	before, err := h.Stat(ctx, cfg.Etcd.CertFile)
+	if err != nil && !host.IsNotExist(err) {
+		return Result{}, err
+	}
+	spec, err := certs.SpecFromConfig(o.Cluster, o.Node.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	p := &certs.PKI{Spec: spec, CertDir: o.CertDir, FS: certs.HostFS{Ctx: ctx, Host: h}, Out: logWriter(o.Logf)}
+	if err := p.CreateCerts(certs.CertEtcdOverlayClient); err != nil {
+		return Result{}, fmt.Errorf("%s: overlay etcd client certificate: %w", h.Name(), err)
+	}
+	if before.Path == "" {
+		changed = append(changed, "client certificate")
+	}
+
+	exe := o.Executable
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return Result{}, fmt.Errorf("finding the kubeforge binary to install: %w", err)
+		}
+	}
+	binChanged, err := installBinary(ctx, h, exe)
+	if err != nil {
+		return Result{}, err
+	}
+	if binChanged {
+		changed = append(changed, "binary")
+		o.Logf("installed %s from %s", BinaryPath, exe)
+	}
+
+	data, err := cfg.Marshal()
+	if err != nil {
+		return Result{}, err
+	}
+	data = append([]byte("# kubeforge overlay agent configuration, written by kubeforge.\n"), data...)
+	cur, err := h.ReadFile(ctx, ConfigPath)
+	if err != nil && !host.IsNotExist(err) {
+		return Result{}, err
+	}
+	if !bytes.Equal(cur, data) {
+		if err := h.WriteFile(ctx, ConfigPath, data, host.WriteOptions{Mode: 0o644}); err != nil {
+			return Result{}, err
+		}
+		changed = append(changed, "config")
+		o.Logf("wrote %s", ConfigPath)
+	}
+	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit())
+	if err != nil {
+		return Result{}, err
+	}
+	if unitChanged {
+		changed = append(changed, "unit")
+		o.Logf("wrote %s", UnitName)
+	}
+
+	if o.StoreNetwork {
+		if o.DryRun {
+			o.Logf("would store the network config in etcd: %s, /%d per node, vni %d, port %d", cfg.Network.Network, cfg.Network.SubnetLen, cfg.Network.VNI, cfg.Network.Port)
+		} else {
+			created, err := storeNetwork(ctx, h, cfg)
+			if err != nil {
+				return Result{}, err
+			}
+			if created {
+				changed = append(changed, "network config in etcd")
+				o.Logf("stored the network config in etcd: %s, /%d per node, vni %d, port %d", cfg.Network.Network, cfg.Network.SubnetLen, cfg.Network.VNI, cfg.Network.Port)
+			}
+		}
+	}
+
+	if err := h.Units().Enable(ctx, UnitName); err != nil {
+		return Result{}, err
+	}
+	st, err := h.Units().Status(ctx, UnitName)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case st.Active() && len(changed) > 0:
+		if err := h.Units().Restart(ctx, UnitName); err != nil {
+			return Result{}, withJournal(ctx, h, err)
+		}
+		o.Logf("restarted %s (%s changed)", UnitName, strings.Join(changed, ", "))
+	case !st.Active():
+		if err := h.Units().Start(ctx, UnitName); err != nil {
+			return Result{}, withJournal(ctx, h, err)
+		}
+		changed = append(changed, "started")
+		o.Logf("started %s", UnitName)
+	}
+	detail := "overlay agent running"
+	if !o.DryRun {
+		if s, err := remoteStatus(ctx, h); err != nil {
+			return Result{}, err
+		} else {
+			detail = fmt.Sprintf("overlay agent running: %s holds %s on %s, %d peers programmed", s.Node, s.Subnet, s.Device, len(s.Peers))
+		}
+	}
+	if len(changed) == 0 {
+		return Result{Detail: detail + " (unchanged)"}, nil
+	}
+	return Result{Changed: true, Detail: detail}, nil
+}
+
+// installBinary copies exe to BinaryPath on h unless the same bytes are there.
+func installBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", exe, err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
+	if fi, err := h.Stat(ctx, BinaryPath); err == nil && fi.Size == int64(len(data)) {
+		c := host.Cmd{Argv: []string{"sha256sum", BinaryPath}, ReadOnly: true}
+		if r, err := h.Run(ctx, c); err == nil && r.OK() {
+			got, _, _ := strings.Cut(strings.TrimSpace(string(r.Stdout)), " ")
+			if got == want {
+				return false, nil
+			}
+		}
+	} else if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	// Atomic replace: a running agent keeps its old executable until restarted.
+	if err := h.WriteFile(ctx, BinaryPath, data, host.WriteOptions{Mode: 0o755}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// storeNetwork writes the network config to etcd, reading the client
+// credentials where they live (on h).
+func storeNetwork(ctx context.Context, h host.Host, cfg *Config) (bool, error) {
+	cli, err := hostClient(ctx, h, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer cli.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	created, err := subnet.New(cli, cfg.Etcd.Prefix).EnsureConfig(cctx, *cfg.Network)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	return created, nil
+}
+
+// remoteStatus asks the agent on h for its status through the installed binary,
+// which works the same over SSH as locally.
+func remoteStatus(ctx context.Context, h host.Host) (*Status, error) {
+	c := host.Cmd{Argv: []string{BinaryPath, "overlay", "status", "-o", "json"}, ReadOnly: true}
+	r, err := h.Run(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Err(h.Name(), c); err != nil {
+		return nil, withJournal(ctx, h, err)
+	}
+	var s Status
+	if err := json.Unmarshal(r.Stdout, &s); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", h.Name(), c, err)
+	}
+	return &s, nil
+}
+
+func withJournal(ctx context.Context, h host.Host, err error) error {
+	lines, jerr := h.Units().Journal(ctx, UnitName, 15)
+	if jerr != nil || len(lines) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\nlast lines of %s on %s:\n  %s", err, UnitName, h.Name(), strings.Join(lines, "\n  "))
+}
+
+func logWriter(logf func(string, ...any)) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+			if l != "" {
+				logf("%s", l)
+			}
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+var errNoEtcd = errors.New("no etcd endpoint")
+
+// DeviceNames lists what reset looks for: kubeforge.<vni> and kf.<vni>.
+func isOverlayDevice(name string) bool {
+	return strings.HasPrefix(name, "kubeforge.") || (strings.HasPrefix(name, "kf.") && name == vxlan.DeviceName(atoiOr(strings.TrimPrefix(name, "kf."), -1)))
+}
+
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return n
+}
