@@ -28,7 +28,7 @@ func Phases() []workflow.Phase {
 		r.uploadConfigPhase(),
 		r.uploadCertsPhase(),
 		r.bootstrapTokenPhase(),
-		leaf("overlay", "Set up the VXLAN overlay on this node"),
+		overlayPhase(),
 		r.showJoinPhase(),
 	}
 }

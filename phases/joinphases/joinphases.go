@@ -23,7 +23,7 @@ func Phases() []workflow.Phase {
 		leaf("images", "Import the bundled container images"),
 		leaf("kubelet", "Install the kubelet unit and complete TLS bootstrap"),
 		leaf("kube-proxy", "Install and start kube-proxy"),
-		leaf("overlay", "Set up the VXLAN overlay on this node"),
+		overlayPhase(),
 		leaf("wait-node", "Wait until the node is registered and Ready"),
 	}
 }

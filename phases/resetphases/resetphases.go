@@ -19,6 +19,7 @@ import (
 // the member can still reach its peers, then stop units, then delete files.
 func Phases() []workflow.Phase {
 	return []workflow.Phase{
+		overlayPhase(),
 		etcdPhase(),
 		{Name: "units", Short: "Stop, disable and remove kubeforge's systemd units", Run: workflow.NotImplemented},
 		{Name: "cleanup", Short: "Delete certificates, kubeconfigs, data directories and overlay devices", Run: workflow.NotImplemented},
