@@ -202,20 +202,26 @@ func JoinMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 
 func deadlineOf(d time.Duration) time.Time { return time.Now().Add(d) }
 
-// addLearner adds the learner, waiting out etcd's "unhealthy cluster" refusal:
-// etcd accepts a new member only once the leader has been connected to a quorum
-// of voters for five seconds, which right after another member joined (or a
-// leader change) is not yet the case.
+// addLearner adds the learner, waiting out two refusals that pass by themselves:
+//
+//   - "unhealthy cluster": etcd accepts a new member only once the leader has
+//     been connected to a quorum of voters for five seconds, which right after
+//     another member joined (or a leader change) is not yet the case;
+//   - "member not found": etcd derives a new member's ID from its peer URLs and
+//     the current second, so re-adding a member within the second it was removed
+//     in (a quick rollback and retry) gives the removed ID, which etcd refuses.
 func addLearner(ctx context.Context, req JoinRequest, deadline time.Time) (*clientv3.MemberAddResponse, error) {
 	said := false
+	removedID := 0
 	for {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := req.Client.MemberAddAsLearner(actx, []string{req.Member.PeerURL()})
 		cancel()
-		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+		if errors.Is(err, rpctypes.ErrMemberNotFound) && removedID < 3 {
+			removedID++
+		} else if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
 			return resp, err
-		}
-		if !said {
+		} else if !said {
 			req.Logf("the cluster does not take a new member yet (%v): etcd wants its members connected for 5s first; retrying", err)
 			said = true
 		}
