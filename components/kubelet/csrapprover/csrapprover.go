@@ -61,6 +61,10 @@ const (
 	KubeProxyUser = "system:kube-proxy"
 	// ApprovalReason marks approvals made by this package.
 	ApprovalReason = "KubeforgeCSRApprover"
+	// RemovalAnnotation on a Node asks for its deletion. `kubeforge reset` on a
+	// worker sets it: a node identity may change its own Node (and, through the
+	// NodeRestriction admission plugin, no other), but may not delete it.
+	RemovalAnnotation = "kubeforge.io/reset-requested"
 )
 
 const nodeUserPrefix = "system:node:"
@@ -258,6 +262,36 @@ func (a *Approver) logf(format string, args ...any) {
 	}
 }
 
+// RemoveRequested deletes the Nodes that asked for it (RemovalAnnotation). Only
+// the node itself or an admin can have set the annotation, so the request is
+// the node's own. It returns the names it deleted.
+func (a *Approver) RemoveRequested(ctx context.Context) ([]string, error) {
+	nl, err := a.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	var deleted []string
+	var errs []error
+	for _, n := range nl.Items {
+		if _, ok := n.Annotations[RemovalAnnotation]; !ok {
+			continue
+		}
+		// Preconditions: delete exactly the object that carried the request, not
+		// a Node of the same name registered again since.
+		uid := n.UID
+		err := a.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("deleting Node %s: %w", n.Name, err))
+			continue
+		}
+		if err == nil {
+			a.logf("deleted Node %s: its kubeforge reset asked for it (%s)", n.Name, n.Annotations[RemovalAnnotation])
+			deleted = append(deleted, n.Name)
+		}
+	}
+	return deleted, errors.Join(errs...)
+}
+
 // Sync looks at every pending CSR once and approves those Check allows. It
 // returns the names it approved.
 func (a *Approver) Sync(ctx context.Context) ([]string, error) {
@@ -368,6 +402,9 @@ func (a *Approver) Run(ctx context.Context, resync time.Duration) error {
 	defer t.Stop()
 	for {
 		if _, err := a.Sync(ctx); err != nil && ctx.Err() == nil {
+			a.logf("%v", err)
+		}
+		if _, err := a.RemoveRequested(ctx); err != nil && ctx.Err() == nil {
 			a.logf("%v", err)
 		}
 		select {

@@ -224,7 +224,7 @@ func TestRBACIsNarrow(t *testing.T) {
 	role, binding := RBAC()
 	for _, r := range role.Rules {
 		for _, v := range r.Verbs {
-			if v == "*" || v == "create" || v == "delete" || v == "patch" {
+			if v == "*" || v == "create" || v == "patch" || (v == "delete" && r.Resources[0] != "nodes") {
 				t.Errorf("rule %+v grants %s", r, v)
 			}
 		}
@@ -234,5 +234,20 @@ func TestRBACIsNarrow(t *testing.T) {
 	}
 	if binding.Subjects[0].Name != User || binding.RoleRef.Name != role.Name {
 		t.Errorf("binding %+v", binding)
+	}
+}
+
+func TestRemoveRequested(t *testing.T) {
+	ctx := context.Background()
+	asked := node("node02", "192.168.176.153")
+	asked.Annotations = map[string]string{RemovalAnnotation: "2025-01-01T00:00:00Z"}
+	c := fake.NewSimpleClientset(node("node01", "192.168.176.152"), asked)
+	got, err := (&Approver{Client: c}).RemoveRequested(ctx)
+	if err != nil || strings.Join(got, ",") != "node02" {
+		t.Fatalf("deleted %v %v", got, err)
+	}
+	nl, _ := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if len(nl.Items) != 1 || nl.Items[0].Name != "node01" {
+		t.Errorf("nodes left %v", nl.Items)
 	}
 }

@@ -33,7 +33,7 @@ const (
 )
 
 // RBAC is the least the approver needs: read CSRs and Nodes, approve for the two
-// signers it handles and no other.
+// signers it handles and no other, and delete Nodes that asked for it.
 func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: RoleName},
@@ -42,7 +42,8 @@ func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, Verbs: []string{"approve"},
 				ResourceNames: []string{certv1.KubeletServingSignerName, certv1.KubeAPIServerClientSignerName}},
-			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+			// delete: Nodes whose reset asked for their removal (RemovalAnnotation).
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "delete"}},
 		},
 	}
 	binding := &rbacv1.ClusterRoleBinding{
