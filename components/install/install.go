@@ -137,46 +137,93 @@ func checkName(n string) error {
 	return nil
 }
 
-// Binaries installs the named binaries from the bundle. All of them are verified
-// first; then each one whose installed copy differs from the bundle's is written
-// with mode 0755. An error leaves the binaries written so far in place: each is a
-// complete, verified file, and a rerun only writes the rest.
-func Binaries(ctx context.Context, o Options, names ...string) (Result, error) {
+// Plan is what Binaries would do: the binaries that differ from the bundle's
+// (verified against the manifest, ready to be written) and the ones already in
+// place.
+type Plan struct {
+	o         Options
+	b         *bundle.Bundle
+	names     []string
+	install   map[string]bool
+	Install   []string
+	Unchanged []string
+}
+
+// NewPlan compares the installed binaries with the bundle's manifest and
+// verifies the bundle file of every binary that has to be (re)installed. Binaries
+// already in place are not read from the bundle at all, which keeps a rerun cheap;
+// everything that will be written is checked before the first write.
+func NewPlan(ctx context.Context, o Options, names ...string) (*Plan, error) {
 	if o.Host == nil {
-		return Result{}, errors.New("install: no host")
+		return nil, errors.New("install: no host")
 	}
-	b, err := Verify(o.BundleDir, names...)
+	b, err := bundle.Open(o.BundleDir)
 	if err != nil {
-		return Result{}, err
+		return nil, fmt.Errorf("%w (pass --bundle with the directory that holds bin/ and %s)", err, bundle.ManifestName)
 	}
-	var res Result
+	p := &Plan{o: o, b: b, names: names, install: map[string]bool{}}
 	for _, n := range names {
-		rel := "bin/" + n
-		f, _ := b.Lookup(rel)
-		dst := o.Path(n)
-		same, err := Matches(ctx, o.Host, dst, f.SHA256, f.Size)
+		if err := checkName(n); err != nil {
+			return nil, err
+		}
+		f, ok := b.Lookup("bin/" + n)
+		if !ok {
+			return nil, fmt.Errorf("bundle %s: its manifest lists no bin/%s, which this host needs", o.BundleDir, n)
+		}
+		same, err := Matches(ctx, o.Host, o.Path(n), f.SHA256, f.Size)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		if same {
-			res.Unchanged = append(res.Unchanged, n)
+			p.Unchanged = append(p.Unchanged, n)
 			continue
 		}
-		data, err := os.ReadFile(b.Path(rel))
+		if err := b.VerifyFile("bin/" + n); err != nil {
+			return nil, err
+		}
+		p.install[n] = true
+		p.Install = append(p.Install, n)
+	}
+	return p, nil
+}
+
+// Apply writes the planned binaries with mode 0755. An error leaves the binaries
+// written so far in place: each is a complete, verified file, and a rerun only
+// writes the rest.
+func (p *Plan) Apply(ctx context.Context) (Result, error) {
+	res := Result{Unchanged: p.Unchanged}
+	for _, n := range p.names {
+		if !p.install[n] {
+			continue
+		}
+		rel := "bin/" + n
+		f, _ := p.b.Lookup(rel)
+		data, err := os.ReadFile(p.b.Path(rel))
 		if err != nil {
-			return res, fmt.Errorf("bundle %s: %w", o.BundleDir, err)
+			return res, fmt.Errorf("bundle %s: %w", p.o.BundleDir, err)
 		}
-		// The file could have changed since Verify; what is written is what is checked.
+		// The file could have changed since it was verified; what is written is
+		// what is checked.
 		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != f.SHA256 {
-			return res, &bundle.MismatchError{Bundle: o.BundleDir, Path: rel, Reason: "changed while it was being read"}
+			return res, &bundle.MismatchError{Bundle: p.o.BundleDir, Path: rel, Reason: "changed while it was being read"}
 		}
-		if err := o.Host.WriteFile(ctx, dst, data, host.WriteOptions{Mode: 0o755}); err != nil {
-			return res, fmt.Errorf("%s: installing %s: %w", o.Host.Name(), dst, err)
+		dst := p.o.Path(n)
+		if err := p.o.Host.WriteFile(ctx, dst, data, host.WriteOptions{Mode: 0o755}); err != nil {
+			return res, fmt.Errorf("%s: installing %s: %w", p.o.Host.Name(), dst, err)
 		}
-		o.logf("installed %s (%s, sha256 %s)", dst, f.Version, f.SHA256[:12])
+		p.o.logf("installed %s (%s, sha256 %s)", dst, f.Version, f.SHA256[:12])
 		res.Installed = append(res.Installed, n)
 	}
 	return res, nil
+}
+
+// Binaries installs the named binaries from the bundle: NewPlan, then Apply.
+func Binaries(ctx context.Context, o Options, names ...string) (Result, error) {
+	p, err := NewPlan(ctx, o, names...)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.Apply(ctx)
 }
 
 // Matches reports whether the executable at p on h has the given sha256 (hex)

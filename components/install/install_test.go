@@ -155,3 +155,35 @@ func TestForRoles(t *testing.T) {
 		t.Errorf("etcd-only host gets %v", got)
 	}
 }
+
+// TestRerunReadsOnlyWhatItWrites: binaries already in place are not read from
+// the bundle, so a rerun does not hash 300 MB; a binary that must be replaced is
+// still verified before anything is written.
+func TestRerunReadsOnlyWhatItWrites(t *testing.T) {
+	ctx := context.Background()
+	b := newBundle(t, map[string]string{"kube-apiserver": "apiserver-binary", "kubectl": "kubectl-binary"})
+	binDir := t.TempDir()
+	h := local.New(local.Options{Name: "master01", UnitDir: t.TempDir()})
+	o := Options{Host: h, BundleDir: b, BinDir: binDir}
+	if _, err := Binaries(ctx, o, "kube-apiserver", "kubectl"); err != nil {
+		t.Fatal(err)
+	}
+	// The bundle's copy rots after the install; the host is still right.
+	if err := os.WriteFile(filepath.Join(b, "bin", "kubectl"), []byte("KUBECTL-binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(ctx, o, "kube-apiserver", "kubectl")
+	if err != nil || len(p.Install) != 0 {
+		t.Fatalf("converged host: plan %+v, err %v", p, err)
+	}
+	// Now the installed kubectl differs too, so the rotten copy would be needed.
+	if err := os.WriteFile(filepath.Join(binDir, "kubectl"), []byte("other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewPlan(ctx, o, "kube-apiserver", "kubectl"); err == nil || !strings.Contains(err.Error(), "bin/kubectl does not match") {
+		t.Fatalf("rotten bundle file needed for an install: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(binDir, "kubectl")); string(got) != "other" {
+		t.Error("a refused plan wrote the binary")
+	}
+}

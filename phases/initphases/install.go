@@ -34,8 +34,10 @@ func (r *run) runInstall(d workflow.RunData) error {
 	if len(names) == 0 {
 		return workflow.Unchanged("host %s has no role that needs binaries from this phase", node.Name)
 	}
-	// Everything that can be checked is checked before the first write.
-	if _, err := install.Verify(data.BundleDir(), names...); err != nil {
+	// Everything that can be checked is checked before the first write: the
+	// bundle files to be installed, then the endpoint and ports.
+	plan, err := install.NewPlan(ctx, install.Options{Host: h, BundleDir: data.BundleDir(), Logf: data.Logger().Printf}, names...)
+	if err != nil {
 		return err
 	}
 	if node.HasRole(config.RoleControlPlane) {
@@ -43,7 +45,7 @@ func (r *run) runInstall(d workflow.RunData) error {
 			return err
 		}
 	}
-	res, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: data.BundleDir(), Logf: data.Logger().Printf}, names...)
+	res, err := plan.Apply(ctx)
 	if err != nil {
 		return err
 	}
