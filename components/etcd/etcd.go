@@ -395,13 +395,22 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 		}
 	}
 	r := &hostMember{h: h, cfg: MemberConfig{DataDir: dataDir}, logf: o.Logf}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
+	// Files first: a host kubeforge never put etcd on has none of them, and is
+	// then left alone without even asking its systemd.
+	present := cur != nil
+	for _, p := range []string{dataDir, unitFile} {
+		_, err := h.Stat(ctx, p)
+		if err == nil {
+			present = true
+		} else if !host.IsNotExist(err) {
+			return Result{}, err
+		}
 	}
-	_, dataErr := h.Stat(ctx, dataDir)
-	if cur == nil && st.LoadState != "loaded" && host.IsNotExist(dataErr) {
-		return Result{Detail: "no etcd member on " + h.Name()}, nil
+	if !present {
+		st, err := h.Units().Status(ctx, UnitName)
+		if err != nil || st.LoadState != "loaded" {
+			return Result{Detail: "no etcd member on " + h.Name()}, nil
+		}
 	}
 
 	if err := o.leave(ctx, cur); err != nil {

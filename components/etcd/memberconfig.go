@@ -23,6 +23,7 @@ const (
 	BinaryPath = "/usr/local/bin/etcd"
 	ConfigDir  = "/etc/etcd"
 	ConfigPath = ConfigDir + "/etcd.conf.yml"
+	unitFile   = "/etc/systemd/system/" + UnitName
 
 	DefaultClientPort  = 2379
 	DefaultPeerPort    = 2380
