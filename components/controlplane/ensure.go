@@ -262,3 +262,48 @@ func Inputs(ctx context.Context, h host.Host, c Component) (string, error) {
 	}
 	return "sha256:" + hex.EncodeToString(sum.Sum(nil)), nil
 }
+
+// Remove undoes Ensure for reset: stops and disables the units (scheduler and
+// controller-manager before the apiserver they talk to), removes them and the
+// configuration files kubeforge wrote, and the audit log directory. Certificates,
+// kubeconfigs, binaries and etcd data are other phases' to remove. Missing pieces
+// are not an error, so a partly initialized or already reset host is fine.
+func Remove(ctx context.Context, h host.Host, o Options, logf func(string, ...any)) error {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	for i := len(Names) - 1; i >= 0; i-- {
+		unit := Names[i] + ".service"
+		st, err := h.Units().Status(ctx, unit)
+		if err != nil {
+			return err
+		}
+		if st.LoadState == "not-found" {
+			continue
+		}
+		if st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading" {
+			if err := h.Units().Stop(ctx, unit); err != nil {
+				return err
+			}
+		}
+		if st.Enabled == "enabled" {
+			if err := h.Units().Disable(ctx, unit); err != nil {
+				return err
+			}
+		}
+		if err := h.Units().RemoveUnit(ctx, unit); err != nil {
+			return err
+		}
+		logf("removed %s", unit)
+	}
+	for _, p := range []string{o.AuditPolicyPath(), o.EncryptionConfigPath(), o.AuthenticationConfigPath(), AuditLogDir} {
+		if _, err := h.Stat(ctx, p); host.IsNotExist(err) {
+			continue
+		}
+		if err := h.Remove(ctx, p); err != nil {
+			return err
+		}
+		logf("removed %s", p)
+	}
+	return nil
+}

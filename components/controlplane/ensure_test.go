@@ -232,3 +232,37 @@ func TestWaitVerifiesTheAPIServerCertificate(t *testing.T) {
 		t.Errorf("self-signed health endpoint: %v", err)
 	}
 }
+
+func TestRemoveUndoesEnsure(t *testing.T) {
+	ctx := context.Background()
+	o := testOptions(t)
+	cs := all(t, o)
+	h := newFakeHost()
+	for _, c := range cs {
+		seed(t, h, c)
+		if _, err := Ensure(ctx, h, c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.changes()
+	if err := Remove(ctx, h, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(h.changes(), "\n")
+	for _, want := range []string{"stop kube-scheduler.service", "disable kube-apiserver.service", "remove-unit kube-controller-manager.service",
+		"remove /etc/kubernetes/encryption-config.yaml", "remove " + AuditLogDir} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Remove did not %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "stop kube-scheduler.service") > strings.Index(got, "stop kube-apiserver.service") {
+		t.Error("the apiserver was stopped before its clients")
+	}
+	// Nothing left to do the second time.
+	if err := Remove(ctx, h, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ch := h.changes(); len(ch) != 0 {
+		t.Errorf("second Remove changed %v", ch)
+	}
+}
