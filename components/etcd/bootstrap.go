@@ -196,7 +196,10 @@ func (o *BootstrapOptions) checkTargets() error {
 // host: only missing pairs are issued, existing ones are checked and kept.
 func distributeCerts(ctx context.Context, op Options, ca *certs.CA) (bool, error) {
 	fsys := certs.HostFS{Ctx: ctx, Host: op.Host}
-	spec := certSpec(op.Cluster, op.Node)
+	spec, err := certSpec(op.Cluster, op.Node)
+	if err != nil {
+		return false, err
+	}
 	files := map[string][]byte{"etcd/ca.crt": ca.CertPEM}
 	names := memberCertNames(false)
 	for _, n := range names {

@@ -26,32 +26,10 @@ func ClientTLSFiles(certDir string) TLSFiles {
 	}
 }
 
-// certSpec maps the cluster config onto the certs package's Spec for node.
-//
-// TODO(certs): use certs.SpecFromConfig once the certs package provides it; this is
-// the smallest mapping the etcd certificates need.
-func certSpec(c *config.Cluster, node config.Host) certs.Spec {
-	toHosts := func(hs []config.Host) []certs.Host {
-		out := make([]certs.Host, 0, len(hs))
-		for _, h := range hs {
-			out = append(out, certs.Host{Name: h.Name, Address: h.Address})
-		}
-		return out
-	}
-	return certs.Spec{
-		ClusterName:          c.Metadata.Name,
-		NodeName:             node.Name,
-		AdvertiseAddress:     node.Address,
-		ControlPlaneEndpoint: c.Spec.ControlPlaneEndpoint,
-		ServiceCIDR:          c.Spec.Networking.ServiceCIDR,
-		DNSDomain:            c.Spec.Networking.DNSDomain,
-		ExtraAPIServerSANs:   c.Spec.Certificates.CertSANs,
-		KeyAlgorithm:         certs.KeyAlgorithm(c.Spec.Certificates.KeyAlgorithm),
-		CAValidity:           c.Spec.Certificates.CAValidity.Duration(),
-		Validity:             c.Spec.Certificates.Validity.Duration(),
-		EtcdHosts:            toHosts(c.HostsWithRole(config.RoleEtcd)),
-		ControlPlaneHosts:    toHosts(c.HostsWithRole(config.RoleControlPlane)),
-	}
+// certSpec maps the cluster config onto the certs package's Spec for node, the same
+// mapping every other user of the PKI gets.
+func certSpec(c *config.Cluster, node config.Host) (certs.Spec, error) {
+	return certs.SpecFromConfig(c, node.Name)
 }
 
 // memberCertNames are the certificates a member needs; the CA comes first when
@@ -77,8 +55,12 @@ func EnsureCerts(ctx context.Context, h host.Host, c *config.Cluster, node confi
 	if err != nil {
 		return false, err
 	}
+	spec, err := certSpec(c, node)
+	if err != nil {
+		return false, err
+	}
 	p := &certs.PKI{
-		Spec:    certSpec(c, node),
+		Spec:    spec,
 		CertDir: certDir,
 		FS:      certs.HostFS{Ctx: ctx, Host: h},
 		Out:     lineWriter(logf),
