@@ -94,8 +94,8 @@ func TestEveryPhaseHasASubcommand(t *testing.T) {
 
 func TestRequiredPhaseNames(t *testing.T) {
 	want := map[string]string{
-		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token overlay show-join-command",
-		"join":  "preflight discovery install-binaries etcd containerd images kubelet kube-proxy overlay wait-node",
+		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay mark-control-plane wait-node show-join-command",
+		"join":  "discovery preflight install-binaries certs etcd containerd images kubelet kube-proxy overlay wait-node",
 		"reset": "etcd units cleanup",
 	}
 	for _, wf := range workflows {

@@ -9,6 +9,7 @@
 package initphases
 
 import (
+	"github.com/kubeforge/kubeforge/phases/nodephases"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -28,7 +29,16 @@ func Phases() []workflow.Phase {
 		r.uploadConfigPhase(),
 		r.uploadCertsPhase(),
 		r.bootstrapTokenPhase(),
+		// The node part (node.go, phases/nodephases): the control-plane host is a
+		// node too, tainted unless it is also a worker.
+		nodephases.ContainerdPhase(),
+		nodephases.ImagesPhase(),
+		nodephases.KubeletPhase(),
+		nodephases.KubeProxyPhase(),
+		r.csrApproverPhase(),
 		overlayPhase(),
+		r.markControlPlanePhase(),
+		nodephases.WaitNodePhase(),
 		r.showJoinPhase(),
 	}
 }

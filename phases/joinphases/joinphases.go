@@ -1,30 +1,32 @@
 // Package joinphases is the phase tree of `kubeforge join`, which adds this host to
 // an existing cluster.
 //
-// Every Run is workflow.NotImplemented until its owner fills it in; see
-// phases/initphases for why the tree lands first. Phases get their inputs by
-// asserting the run data to rundata.Data.
+// Phases get their inputs by asserting the run data to rundata.Data; join's run
+// data (Data) also carries token discovery, which supplies the cluster
+// configuration and this host's entry in it.
 package joinphases
 
 import (
+	"github.com/kubeforge/kubeforge/phases/nodephases"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
-// Phases returns the join workflow in execution order.
-// TODO(config): give etcd (and control-plane work) a RunIf on the node's roles once
-// the run data carries the resolved config node.
+// Phases returns the join workflow in execution order. Discovery comes first:
+// every other phase, preflight included, needs the configuration and CA it
+// establishes, and it only reads, so bad join input fails before any change.
 func Phases() []workflow.Phase {
 	return []workflow.Phase{
-		leaf("preflight", "Check and prepare the host (kernel, modules, sysctls, swap, ports)"),
-		leaf("discovery", "Find the cluster and verify its CA before trusting it"),
-		leaf("install-binaries", "Install the release binaries from the bundle"),
+		discoveryPhase(),
+		preflightPhase(),
+		installPhase(),
+		certsPhase(),
 		etcdPhase(),
-		leaf("containerd", "Install and start containerd"),
-		leaf("images", "Import the bundled container images"),
-		leaf("kubelet", "Install the kubelet unit and complete TLS bootstrap"),
-		leaf("kube-proxy", "Install and start kube-proxy"),
+		nodephases.ContainerdPhase(),
+		nodephases.ImagesPhase(),
+		nodephases.KubeletPhase(),
+		nodephases.KubeProxyPhase(),
 		overlayPhase(),
-		leaf("wait-node", "Wait until the node is registered and Ready"),
+		nodephases.WaitNodePhase(),
 	}
 }
 

@@ -21,8 +21,8 @@ func Phases() []workflow.Phase {
 	return []workflow.Phase{
 		overlayPhase(),
 		etcdPhase(),
-		{Name: "units", Short: "Stop, disable and remove kubeforge's systemd units", Run: workflow.NotImplemented},
-		{Name: "cleanup", Short: "Delete certificates, kubeconfigs, data directories and overlay devices", Run: workflow.NotImplemented},
+		unitsPhase(),
+		cleanupPhase(),
 	}
 }
 

@@ -1,0 +1,156 @@
+package joinphases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/discovery"
+	"github.com/kubeforge/kubeforge/phases/rundata"
+	"github.com/kubeforge/kubeforge/phases/workflow"
+)
+
+// Environment variables that keep the secrets of the join command out of the
+// process list (`ps` shows every argument to every user of the host).
+const (
+	TokenEnv          = "KUBEFORGE_TOKEN"
+	CertificateKeyEnv = "KUBEFORGE_CERTIFICATE_KEY"
+)
+
+// Flags are join's own flags; the endpoint is its argument.
+type Flags struct {
+	Endpoint       string
+	Token          string
+	CAHashes       []string
+	Etcd           bool
+	ControlPlane   bool
+	CertificateKey string
+	Timeout        time.Duration
+}
+
+// AddFlags registers the flags on fs.
+func (f *Flags) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Token, "token", "", "Bootstrap token <id>.<secret> (or $"+TokenEnv+", which keeps it out of the process list)")
+	fs.StringSliceVar(&f.CAHashes, "discovery-token-ca-cert-hash", nil, "Public-key pin of the cluster CA, sha256:<hex> (repeatable: any one must match)")
+	fs.BoolVar(&f.Etcd, "etcd", false, "Also run an etcd member on this host (needs --certificate-key)")
+	fs.BoolVar(&f.ControlPlane, "control-plane", false, "Join as a control-plane host (needs --certificate-key)")
+	fs.StringVar(&f.CertificateKey, "certificate-key", "", "Key that decrypts the uploaded certificates (or $"+CertificateKeyEnv+")")
+	fs.DurationVar(&f.Timeout, "discovery-timeout", 30*time.Second, "How long discovery waits for the API server")
+}
+
+// Data is join's run data: the common run data plus discovery, which supplies
+// the cluster configuration and this host's entry when --config is not given.
+type Data struct {
+	base  *rundata.Node
+	flags Flags
+
+	once sync.Once
+	res  *discovery.Result
+	err  error
+	cfg  *config.Cluster
+	node *config.Host
+}
+
+// NewData wraps n. Flags missing a value take it from the environment.
+func NewData(n *rundata.Node, f Flags) (*Data, error) {
+	if f.Token == "" {
+		f.Token = os.Getenv(TokenEnv)
+	}
+	if f.CertificateKey == "" {
+		f.CertificateKey = os.Getenv(CertificateKeyEnv)
+	}
+	if (f.Etcd || f.ControlPlane) && f.CertificateKey == "" {
+		return nil, fmt.Errorf("%w: --etcd and --control-plane need --certificate-key (or $%s): the CA keys they need are uploaded encrypted with it",
+			discovery.ErrBadInput, CertificateKeyEnv)
+	}
+	if f.Endpoint == "" {
+		return nil, fmt.Errorf("%w: the API server endpoint (host:port) is required: kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...", discovery.ErrBadInput)
+	}
+	// Check the formats now, before any phase and without the network.
+	if _, _, err := (discovery.Options{Endpoint: f.Endpoint, Token: f.Token, CAHashes: f.CAHashes, CertificateKey: f.CertificateKey}).Check(); err != nil {
+		return nil, err
+	}
+	return &Data{base: n, flags: f}, nil
+}
+
+// JoinFlags returns the flags as resolved.
+func (d *Data) JoinFlags() Flags { return d.flags }
+
+// Discovery runs token discovery once and resolves this host in the cluster's
+// configuration. It only reads (network, and the host's route to the API
+// server), so a failure leaves the host unchanged.
+func (d *Data) Discovery() (*discovery.Result, error) {
+	d.once.Do(func() { d.res, d.err = d.discover(d.Context()) })
+	return d.res, d.err
+}
+
+func (d *Data) discover(ctx context.Context) (*discovery.Result, error) {
+	res, err := discovery.Discover(ctx, discovery.Options{Endpoint: d.flags.Endpoint, Token: d.flags.Token, CAHashes: d.flags.CAHashes,
+		CertificateKey: d.flags.CertificateKey, Timeout: d.flags.Timeout, Logf: d.Logger().Printf})
+	if err != nil {
+		return nil, err
+	}
+	cfg := res.Config
+	if local := d.base.Config(); local != nil {
+		cfg = local // --config: the operator's file wins over the uploaded one
+	}
+	if cfg == nil {
+		return nil, errors.New("discovery found no cluster configuration")
+	}
+	addr := ""
+	if h, ok := cfg.Host(d.NodeName()); ok {
+		addr = h.Address
+	} else if addr, err = discovery.SourceAddress(ctx, d.Host(), res.Server); err != nil {
+		return nil, fmt.Errorf("%s is not in the cluster configuration and its address towards %s is unknown: %w", d.NodeName(), res.Server, err)
+	}
+	d.cfg, d.node, err = discovery.ResolveNode(cfg, d.NodeName(), addr, discovery.JoinRoles{Etcd: d.flags.Etcd, ControlPlane: d.flags.ControlPlane})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Config is the cluster configuration, with this host's entry as resolved (nil
+// until discovery succeeded).
+func (d *Data) Config() *config.Cluster {
+	if _, err := d.Discovery(); err != nil {
+		return nil
+	}
+	return d.cfg
+}
+
+// Node is this host's entry (nil until discovery succeeded).
+func (d *Data) Node() *config.Host {
+	if _, err := d.Discovery(); err != nil {
+		return nil
+	}
+	return d.node
+}
+
+// NodeName is the resolved node's name once known.
+func (d *Data) NodeName() string {
+	if d.node != nil {
+		return d.node.Name
+	}
+	return d.base.NodeName()
+}
+
+var _ rundata.Data = (*Data)(nil)
+
+// The rest of rundata.Data, and Close for the runner, come from the common data.
+func (d *Data) Logger() *workflow.Logger { return d.base.Logger() }
+func (d *Data) Context() context.Context { return d.base.Context() }
+func (d *Data) Host() host.Host          { return d.base.Host() }
+func (d *Data) DryRun() bool             { return d.base.DryRun() }
+func (d *Data) ConfigPath() string       { return d.base.ConfigPath() }
+func (d *Data) BundleDir() string        { return d.base.BundleDir() }
+func (d *Data) CertDir() string          { return d.base.CertDir() }
+func (d *Data) KubeconfigDir() string    { return d.base.KubeconfigDir() }
+func (d *Data) Close() error             { return d.base.Close() }

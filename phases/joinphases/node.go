@@ -1,0 +1,238 @@
+package joinphases
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/install"
+	"github.com/kubeforge/kubeforge/components/kubelet"
+	"github.com/kubeforge/kubeforge/phases/workflow"
+	"github.com/kubeforge/kubeforge/preflight"
+)
+
+// joinData asserts the run data to join's, which carries discovery.
+func joinData(d workflow.RunData, phase string) (*Data, error) {
+	data, ok := d.(*Data)
+	if !ok {
+		return nil, fmt.Errorf("phase %s: run data is %T, not join's", phase, d)
+	}
+	if _, err := data.Discovery(); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func discoveryPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "discovery",
+		Short: "Find the cluster and verify its CA before trusting it",
+		Long: `Fetch cluster-info from the endpoint without credentials, verify the bootstrap
+signer's signature for the join token and pin the CA by its public-key hash; then,
+trusting that CA, read the cluster configuration (and with --certificate-key the
+encrypted certificates) with the token, and find this host in the configuration.
+Only reads: a wrong hash, an unknown or expired token, an unreachable endpoint or a
+wrong certificate key fail here, before anything on the host has changed. It
+runs first because every later phase (preflight included) needs what it finds.`,
+		Run: func(d workflow.RunData) error {
+			data, err := joinData(d, "discovery")
+			if err != nil {
+				return err
+			}
+			res, _ := data.Discovery()
+			n := data.Node()
+			roles := make([]string, len(n.Roles))
+			for i, r := range n.Roles {
+				roles[i] = string(r)
+			}
+			return workflow.Unchanged("cluster %s at %s (CA %s) trusted; this host is %s (%s), roles %s",
+				data.Config().Metadata.Name, res.Server, certs.CAHash(res.CA), n.Name, n.Address, strings.Join(roles, ", "))
+		},
+	}
+}
+
+// freshHostChecks only apply before a host's first join: a host that joined
+// already holds the kubelet's port and its own files in /etc/kubernetes.
+var freshHostChecks = []string{"Ports", "LeftoverState"}
+
+func preflightPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "preflight",
+		Short: "Check the host (kernel, modules, sysctls, swap, ports)",
+		Long: `Run the pre-flight checks of 'kubeforge preflight' for this host's roles,
+without fixing anything ('kubeforge preflight --fix' does that). A failed check
+stops the join before anything is changed. On a host that joined before (its
+kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
+/etc/kubernetes) are skipped, so that join can be re-run to converge the host.`,
+		Run: func(d workflow.RunData) error {
+			data, err := joinData(d, "preflight")
+			if err != nil {
+				return err
+			}
+			ctx, h := data.Context(), data.Host()
+			log := &lineWriter{log: data.Logger().Printf}
+			opts := preflight.Options{DryRun: data.DryRun(), Log: log}
+			unit, err := h.ReadFile(ctx, path.Join("/etc/systemd/system", kubelet.UnitName))
+			if err == nil && bytes.Contains(unit, []byte("written by kubeforge")) {
+				data.Logger().Printf("%s is kubeforge's: this host joined before, so the fresh-host checks (%s) do not apply",
+					kubelet.UnitName, strings.Join(freshHostChecks, ", "))
+				opts.Checks = func(e *preflight.Env) []preflight.Checker {
+					var out []preflight.Checker
+					for _, c := range preflight.Checks(e) {
+						if !slices.Contains(freshHostChecks, c.Name()) {
+							out = append(out, c)
+						}
+					}
+					return out
+				}
+			}
+			rep, err := preflight.Run(ctx, h, data.Config(), data.Node(), opts)
+			var failed *preflight.FailedError
+			if err != nil && !errors.As(err, &failed) {
+				return err
+			}
+			if werr := rep.WriteText(log); werr != nil {
+				return werr
+			}
+			log.flush()
+			if err != nil {
+				return err
+			}
+			return workflow.Unchanged("all checks passed on %s", h.Name())
+		},
+	}
+}
+
+// lineWriter turns written text into logger lines.
+type lineWriter struct {
+	log func(string, ...any)
+	buf []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
+			w.log("%s", strings.TrimPrefix(line, "[preflight] "))
+		}
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *lineWriter) flush() {
+	if len(bytes.TrimSpace(w.buf)) > 0 {
+		w.log("%s", strings.TrimSpace(string(w.buf)))
+	}
+	w.buf = nil
+}
+
+var _ io.Writer = (*lineWriter)(nil)
+
+func installPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "install-binaries",
+		Short: "Install the release binaries this host's roles need from the bundle",
+		Long: `Install the binaries of this host's roles (kubelet and kube-proxy on a worker;
+the control-plane binaries and kubectl on a control-plane host) into
+/usr/local/bin, each checked against the bundle's manifest first. Binaries with
+the right checksum are left alone. etcd and containerd come with their phases.`,
+		Run: func(d workflow.RunData) error {
+			data, err := joinData(d, "install-binaries")
+			if err != nil {
+				return err
+			}
+			names := install.ForRoles(data.Node().Roles)
+			if !slices.Contains(names, install.Kubelet) {
+				// Every joined host is a node: control-plane hosts run a tainted kubelet.
+				names = append(names, install.Kubelet, install.KubeProxy)
+			}
+			if _, err := install.Verify(data.BundleDir(), names...); err != nil {
+				return err
+			}
+			res, err := install.Binaries(data.Context(), install.Options{Host: data.Host(), BundleDir: data.BundleDir(), Logf: data.Logger().Printf}, names...)
+			if err != nil {
+				return err
+			}
+			if !res.Changed() {
+				return workflow.Unchanged("%s already installed", strings.Join(res.Unchanged, ", "))
+			}
+			data.Logger().Printf("%d binaries installed into %s", len(res.Installed), install.DefaultBinDir)
+			return nil
+		},
+	}
+}
+
+// certFilesFor picks what a host of these roles needs from the uploaded
+// certificates: an etcd member the etcd CA (it issues its own member
+// certificates), a control-plane host every shared file. Workers need none.
+func certFilesFor(n *config.Host, uploaded map[string][]byte) (map[string][]byte, error) {
+	want := []string{}
+	if n.HasRole(config.RoleEtcd) {
+		want = append(want, "etcd/ca.crt", "etcd/ca.key")
+	}
+	if n.HasRole(config.RoleControlPlane) {
+		want = certs.SharedFiles
+	}
+	out := map[string][]byte{}
+	for _, f := range want {
+		data, ok := uploaded[f]
+		if !ok {
+			return nil, fmt.Errorf("the uploaded certificates lack %s, which a host with roles %v needs", f, n.Roles)
+		}
+		out[f] = data
+	}
+	return out, nil
+}
+
+func certsPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "certs",
+		Short: "Write the cluster CA, and the CA keys an etcd or control-plane host needs",
+		Long: `Write the cluster CA certificate pinned by discovery as ca.crt, and on an etcd
+member the etcd CA (decrypted from kube-system/kubeforge-certs with the
+certificate key) from which the etcd phase issues this member's certificates; on a
+control-plane host every shared CA and key. Keys are 0600. A file that exists
+with other content is an error naming it: the host belongs to another cluster.`,
+		Run: func(d workflow.RunData) error {
+			data, err := joinData(d, "certs")
+			if err != nil {
+				return err
+			}
+			res, _ := data.Discovery()
+			files, err := certFilesFor(data.Node(), res.Certs)
+			if err != nil {
+				return err
+			}
+			files["ca.crt"] = res.CAPEM
+			if data.Node().HasRole(config.RoleControlPlane) {
+				files["ca.crt"] = res.Certs["ca.crt"]
+			}
+			ctx, h := data.Context(), data.Host()
+			var fresh []string
+			for rel := range files {
+				if _, err := h.Stat(ctx, path.Join(data.CertDir(), rel)); err != nil {
+					fresh = append(fresh, rel)
+				}
+			}
+			if err := certs.WriteFiles(certs.HostFS{Ctx: ctx, Host: h}, data.CertDir(), files); err != nil {
+				return fmt.Errorf("%s: %w (run `kubeforge reset` on a host that was part of another cluster)", h.Name(), err)
+			}
+			if len(fresh) == 0 {
+				return workflow.Unchanged("%d files in place in %s", len(files), data.CertDir())
+			}
+			slices.Sort(fresh)
+			data.Logger().Printf("wrote %s in %s", strings.Join(fresh, ", "), data.CertDir())
+			return nil
+		},
+	}
+}
