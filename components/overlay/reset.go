@@ -167,6 +167,23 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 	return Result{Changed: true, Detail: fmt.Sprintf("overlay removed (%d steps)", len(done))}, nil
 }
 
+// Present reports whether any trace of the overlay's installation is on h: its
+// config, unit file, CNI config or subnet.env. Reset removes these last, so a host
+// without any of them has nothing left to reset (and reset can skip it without
+// asking systemd, which may not even run there).
+func Present(ctx context.Context, h host.Host) (bool, error) {
+	for _, p := range []string{ConfigPath, "/etc/systemd/system/" + UnitName, cni.DefaultConfPath, cni.DefaultSubnetEnvPath} {
+		_, err := h.Stat(ctx, p)
+		if err == nil {
+			return true, nil
+		}
+		if !host.IsNotExist(err) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
 // readAgentConfig reads the agent's config from the host; nil when missing or
 // unreadable (reset goes on without it).
 func readAgentConfig(ctx context.Context, h host.Host, logf func(string, ...any)) *Config {

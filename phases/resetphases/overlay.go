@@ -17,7 +17,15 @@ etcd (peers drop its routes at once instead of when the lease expires), delete
 the VXLAN device (with its routes, neighbour and FDB entries) and the cni0 bridge,
 remove the KUBEFORGE-FORWARD and KUBEFORGE-POSTRTG iptables chains, the CNI config,
 subnet.env, host-local's allocations and /etc/kubeforge/overlay.yaml. When etcd
-cannot be reached the lease is left to expire and everything local is still removed.`,
+cannot be reached the lease is left to expire and everything local is still removed.
+A host with none of the overlay's files skips the phase.`,
+		RunIf: func(d workflow.RunData) (bool, error) {
+			data, err := rundata.From(d, "overlay")
+			if err != nil {
+				return false, err
+			}
+			return overlay.Present(data.Context(), data.Host())
+		},
 		Run: func(d workflow.RunData) error {
 			data, err := rundata.From(d, "overlay")
 			if err != nil {
