@@ -1,12 +1,14 @@
 package initphases
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
 	"time"
 
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/bootstraptoken"
@@ -20,7 +22,9 @@ func (r *run) uploadConfigPhase() workflow.Phase {
 		Name:  "upload-config",
 		Short: "Store the cluster configuration in the cluster for later joins",
 		Long: `Store the cluster configuration in ConfigMap kube-system/kubeforge-config,
-readable by joining hosts (with a join token) and by nodes.`,
+readable by joining hosts (with a join token) and by nodes, and keep a copy on
+this host in ` + ClusterConfigPath + ` (0600) for later commands such as
+'kubeforge certs renew'.`,
 		Run: r.runUploadConfig,
 	}
 }
@@ -38,6 +42,13 @@ func (r *run) runUploadConfig(d workflow.RunData) error {
 	if err != nil {
 		return err
 	}
+	wrote, err := keepConfigCopy(data)
+	if err != nil {
+		return err
+	}
+	if wrote {
+		changed = append(changed, ClusterConfigPath)
+	}
 	if len(changed) == 0 {
 		return workflow.Unchanged("kube-system/%s is current", clusterinfo.ConfigMapName)
 	}
@@ -45,6 +56,33 @@ func (r *run) runUploadConfig(d workflow.RunData) error {
 		data.Logger().Printf("stored: %s", strings.Join(changed, ", "))
 	}
 	return nil
+}
+
+// ClusterConfigPath is the host's own copy of the cluster configuration init ran
+// with. Later commands on the host that must rebuild a unit exactly as init wrote
+// it (`kubeforge certs renew` re-ensuring the control-plane units) read it when
+// --config is not given. 0600: it names every host and its SSH key path.
+const ClusterConfigPath = "/etc/kubeforge/cluster.yaml"
+
+// keepConfigCopy writes ClusterConfigPath unless it already holds this
+// configuration; it reports whether it wrote.
+func keepConfigCopy(data rundata.Data) (bool, error) {
+	ctx, h := data.Context(), data.Host()
+	want, err := config.Marshal(data.Config())
+	if err != nil {
+		return false, err
+	}
+	if cur, err := h.ReadFile(ctx, ClusterConfigPath); err == nil && bytes.Equal(cur, want) {
+		if fi, err := h.Stat(ctx, ClusterConfigPath); err == nil && fi.Mode.Perm() == 0o600 {
+			return false, nil
+		}
+	} else if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	if err := h.WriteFile(ctx, ClusterConfigPath, want, host.WriteOptions{Mode: 0o600}); err != nil {
+		return false, fmt.Errorf("%s: keeping a copy of the configuration: %w", h.Name(), err)
+	}
+	return true, nil
 }
 
 func (r *run) uploadCertsPhase() workflow.Phase {
