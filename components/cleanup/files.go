@@ -404,6 +404,27 @@ func removeFiles(ctx context.Context, e *Env) ([]string, error) {
 		}
 		done = append(done, "removed "+p)
 	}
+	// Pod network namespaces are bind mounts on files in /run/netns; the mounts
+	// went with the mounts step, the files are left.
+	if r, err := e.Host.Run(ctx, host.Cmd{Argv: []string{"find", "/run/netns", "-maxdepth", "1", "-name", "cni-*"}, ReadOnly: true}); err == nil && r.OK() {
+		n := 0
+		for _, p := range strings.Fields(string(r.Stdout)) {
+			if err := e.Host.Remove(ctx, p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+		if n > 0 {
+			done = append(done, fmt.Sprintf("removed %d pod network namespace files in /run/netns", n))
+		}
+	}
+	// Directories that only held kubeforge's files go once empty.
+	for _, d := range []string{"/etc/kubeforge"} {
+		if gone, err := removeEmptyDir(ctx, e.Host, d); err == nil && gone {
+			done = append(done, "removed empty "+d)
+		}
+	}
 	// etcd's data belongs to the etcd phase, which removes it together with the
 	// member's config. Data whose config is still there is a member that was not
 	// removed from its cluster: keep it, so it can be removed properly.
@@ -486,8 +507,10 @@ func removeBinaries(ctx context.Context, e *Env) ([]string, error) {
 		removed = append(removed, path.Base(p))
 	}
 	// /opt/cni/bin goes too when nothing else is in it.
-	if n, err := removeEmptyDir(ctx, e.Host, containerd.CNIBinDir); err == nil && n {
-		removed = append(removed, containerd.CNIBinDir+"/")
+	for _, d := range []string{containerd.CNIBinDir, path.Dir(containerd.CNIBinDir)} {
+		if gone, err := removeEmptyDir(ctx, e.Host, d); err == nil && gone {
+			removed = append(removed, d+"/")
+		}
 	}
 	if len(removed) == 0 {
 		return nil, errors.Join(errs...)

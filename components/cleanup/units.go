@@ -74,6 +74,7 @@ func UnitSteps() []Step {
 	return []Step{
 		{Name: "stop-units", Run: stopUnits},
 		{Name: "containers", Run: removeContainers},
+		{Name: "pod-slices", Run: stopPodSlices},
 		{Name: "stop-containerd", Run: stopContainerd},
 		{Name: "disable-units", Run: disableUnits},
 	}
@@ -135,6 +136,22 @@ func removeContainers(ctx context.Context, e *Env) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
+	// Pod containers before their sandboxes: in containerd 2 one shim serves a
+	// whole pod, and it exits with the sandbox, taking the other containers'
+	// task API with it ("ttrpc: closed").
+	sandbox := func(c client.Container) bool {
+		labels, err := c.Labels(ctx)
+		return err == nil && labels["io.cri-containerd.kind"] == "sandbox"
+	}
+	slices.SortStableFunc(ctrs, func(a, b client.Container) int {
+		switch sa, sb := sandbox(a), sandbox(b); {
+		case sa == sb:
+			return 0
+		case sa:
+			return 1
+		}
+		return -1
+	})
 	var done []string
 	var errs []error
 	for _, ctr := range ctrs {
@@ -175,6 +192,11 @@ func deleteContainer(ctx context.Context, ctr client.Container) error {
 			}
 		}
 		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			// The shim may be gone already (its pod's sandbox went first): then the
+			// container record can still be removed, which is what matters.
+			if derr := ctr.Delete(ctx, client.WithSnapshotCleanup); derr == nil || errdefs.IsNotFound(derr) {
+				return nil
+			}
 			return err
 		}
 	}
@@ -230,4 +252,23 @@ func disableUnits(ctx context.Context, e *Env) ([]string, error) {
 		done = append(done, "disabled "+u)
 	}
 	return done, errors.Join(errs...)
+}
+
+// PodSlice is the root of the pods' cgroups with the systemd cgroup driver: a
+// transient slice the kubelet creates. Stopping it removes it and every pod
+// slice below it (and would kill anything a removed container left behind).
+const PodSlice = "kubepods.slice"
+
+func stopPodSlices(ctx context.Context, e *Env) ([]string, error) {
+	st, err := e.Host.Units().Status(ctx, PodSlice)
+	if err != nil {
+		return nil, err
+	}
+	if st.LoadState != "loaded" || !st.Active() {
+		return nil, nil
+	}
+	if err := e.Host.Units().Stop(ctx, PodSlice); err != nil {
+		return nil, fmt.Errorf("stopping %s: %w", PodSlice, err)
+	}
+	return []string{"stopped " + PodSlice + " and the pod slices below it"}, nil
 }
