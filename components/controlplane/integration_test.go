@@ -236,7 +236,16 @@ func TestLoopbackControlPlane(t *testing.T) {
 	}
 
 	t.Run("advertise address in the kubernetes endpoints", func(t *testing.T) {
-		ep, err := admin.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		// The apiserver's endpoint reconciler writes the object shortly after /readyz
+		// turns ok (and later still on a loaded machine): poll for it.
+		var ep *corev1.Endpoints
+		var err error
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			ep, err = admin.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+			if err == nil && len(ep.Subsets) > 0 {
+				break
+			}
+		}
 		if err != nil || len(ep.Subsets) == 0 || ep.Subsets[0].Addresses[0].IP != advertise {
 			t.Errorf("kubernetes endpoints %+v %v", ep, err)
 		}
