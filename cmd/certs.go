@@ -1,15 +1,22 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/renewal"
+	"github.com/kubeforge/kubeforge/phases/initphases"
 )
 
 func init() { register(newCertsCmd) }
@@ -58,21 +65,38 @@ func newCertsCheckExpirationCmd() *cobra.Command {
 
 func newCertsRenewCmd() *cobra.Command {
 	var (
-		dirs      certDirFlags
-		dryRun    bool
-		backupDir string
-		output    string
+		dirs       certDirFlags
+		dryRun     bool
+		noRestart  bool
+		backupDir  string
+		output     string
+		configPath string
+		nodeName   string
 	)
 	c := &cobra.Command{
 		Use:   "renew all|NAME...",
-		Short: "Re-sign certificates and kubeconfig client certificates from their existing CA",
+		Short: "Re-sign certificates and kubeconfig client certificates, then restart the units that read them",
 		Long: `Re-sign certificates from their existing CA, keeping subject, SANs and key
 usages, with a new private key of the same kind, and rewrite the client
 certificates embedded in kubeconfigs. The replaced files are copied to a
 timestamped backup directory first. Certificates whose CA key is absent
-(externally managed) are skipped. Restart the control-plane units afterwards.
+(externally managed) are skipped.
+
+Then the units on this host that read a renewed file and are running are
+restarted one at a time, in the order etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubeforge-overlay,
+each only once the one before is healthy again. The control-plane units are
+re-ensured from the cluster configuration (--config, else the copy init keeps in
+` + initphases.ClusterConfigPath + `), so their units record the new inputs. A unit
+that does not get healthy stops the sequence; the message names the backup to
+roll back from. --no-restart only renews; --dry-run lists the files that would
+be renewed and the units that would be restarted, and changes nothing.
 
 Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
+		Example: `  kubeforge certs renew all
+  kubeforge certs renew all --dry-run
+  kubeforge certs renew apiserver front-proxy-client --config cluster.yaml
+  kubeforge certs renew admin.conf --no-restart`,
 		Args: cobra.MinimumNArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return append([]string{"all"}, certs.RenewableNames()...), cobra.ShellCompDirectiveNoFileComp
@@ -88,21 +112,98 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 					}
 				}
 			}
-			res, err := certs.Renew(certs.RenewOptions{
+			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			h := local.New(local.Options{Name: nodeName})
+			defer h.Close()
+			cfg, node, _, cfgErr := renewal.LoadConfig(ctx, h, renewal.ConfigSource{Path: configPath, HostCopy: initphases.ClusterConfigPath, NodeName: nodeName})
+			if cfgErr != nil && configPath != "" {
+				return cfgErr
+			}
+			// A broken copy only matters when a restart needs it (below).
+			opts := certs.RenewOptions{
 				CertDir: dirs.certDir, KubeconfigDir: dirs.kubeconfigDir,
-				DryRun: dryRun, BackupDir: backupDir,
-			}, args...)
+				FS: certs.HostFS{Ctx: ctx, Host: h}, BackupDir: backupDir,
+			}
+			if cfg != nil {
+				// kubeadm's renewal too takes the validity from the configuration.
+				opts.Validity = cfg.Spec.Certificates.Validity.Duration()
+			}
+			// Everything is worked out first, without writing: what would be
+			// renewed, which running units read it, whether they can be rebuilt.
+			// Only then are files replaced.
+			preview := opts
+			preview.DryRun = true
+			pre, err := certs.Renew(preview, args...)
 			if err != nil {
 				return err
 			}
-			return writeReport(cmd.OutOrStdout(), output, res, res.WriteText)
+			plan, err := renewal.NewPlan(ctx, h, renewal.Renewed(pre))
+			if err != nil {
+				return err
+			}
+			rep := &renewal.Report{Renewal: pre, Plan: plan, NoRestart: noRestart}
+			if dryRun {
+				return writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
+			}
+			var restarter *renewal.Restarter
+			if !noRestart && len(plan.Restarts()) > 0 {
+				if need := plan.NeedConfig(); len(need) > 0 && cfgErr != nil {
+					return fmt.Errorf("%s run on this host and read files being renewed; restarting them needs the cluster configuration: %w; pass --config, or --no-restart to renew only; nothing was changed",
+						strings.Join(need, ", "), cfgErr)
+				}
+				if need := plan.NeedConfig(); len(need) > 0 && cfg == nil {
+					return fmt.Errorf("%s run on this host and read files being renewed; restarting them needs the cluster configuration, "+
+						"and there is no --config and no %s (init keeps one): pass --config, or --no-restart to renew only and restart them yourself; nothing was changed",
+						strings.Join(need, ", "), initphases.ClusterConfigPath)
+				}
+				restarter, err = renewal.Prepare(ctx, renewal.Options{
+					Host: h, Cluster: cfg, Node: node,
+					CertDir: dirs.certDir, KubeconfigDir: dirs.kubeconfigDir, BackupDir: pre.BackupDir,
+					Logf: func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), "[renew] "+format+"\n", a...) },
+				}, plan)
+				if err != nil {
+					return fmt.Errorf("%w; nothing was changed", err)
+				}
+			}
+			start := time.Now()
+			if pre.BackupDir != "" {
+				opts.BackupDir = pre.BackupDir // the directory the plan and the messages name
+			}
+			res, err := certs.Renew(opts, args...)
+			if err != nil {
+				return err
+			}
+			rep.Renewal = res
+			if restarter != nil {
+				r, err := restarter.Run(ctx)
+				rep.Restart, rep.Total = &r, time.Since(start)
+				if err != nil {
+					_ = writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
+					return err
+				}
+			}
+			rep.Total = time.Since(start)
+			return writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
 		},
 	}
 	dirs.add(c)
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "only list what would be renewed")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "only list what would be renewed and restarted")
+	c.Flags().BoolVar(&noRestart, "no-restart", false, "renew the files but restart no unit")
 	c.Flags().StringVar(&backupDir, "backup-dir", "", "where to copy the replaced files (default <cert-dir>/../tmp/kubeforge-certs-backup-<timestamp>)")
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	c.Flags().StringVar(&configPath, "config", "", "cluster configuration for rebuilding the control-plane units (default: "+initphases.ClusterConfigPath+" on this host, if present)")
+	c.Flags().StringVar(&nodeName, "node-name", "", "this host's name in the cluster configuration (default: found by hostname or address)")
 	return c
+}
+
+// cmdContext is the command's context, or a background one for a command run
+// without ExecuteContext (tests).
+func cmdContext(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
 }
 
 func newCertsCertificateKeyCmd() *cobra.Command {
