@@ -96,7 +96,7 @@ func TestRequiredPhaseNames(t *testing.T) {
 	want := map[string]string{
 		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay mark-control-plane wait-node show-join-command",
 		"join":  "discovery preflight install-binaries certs etcd containerd images kubelet kube-proxy overlay wait-node",
-		"reset": "etcd units cleanup",
+		"reset": "overlay etcd units cleanup",
 	}
 	for _, wf := range workflows {
 		var names []string
@@ -182,7 +182,7 @@ func TestInitAndJoinRequireConfig(t *testing.T) {
 // The reset cases skip every phase, so they stay safe to run whatever the phases
 // do once implemented.
 func TestResetConfirmation(t *testing.T) {
-	skipAll := []string{"reset", "--node-name", "n1", "--skip-phases", "etcd,units,cleanup"}
+	skipAll := []string{"reset", "--node-name", "n1", "--skip-phases", "overlay,etcd,units,cleanup"}
 	out, err := runRoot(t, "n\n", skipAll...)
 	if !errors.Is(err, resetphases.ErrAborted) || strings.Contains(out, "skipped") {
 		t.Errorf("declined reset: err %v, output:\n%s", err, out)

@@ -19,7 +19,7 @@ const (
 
 	DefaultVNI               = 1
 	DefaultVXLANPort         = 8472
-	DefaultTxChecksumOffload = TxChecksumOffloadDisabled
+	DefaultTxChecksumOffload = TxChecksumOffloadAuto
 
 	DefaultEtcdDataDir = "/var/lib/etcd"
 	// The apiserver already compacts every 5 minutes; etcd's own periodic compaction

@@ -263,7 +263,7 @@ func (v *validator) networking(p *field.Path) {
 		v.add(field.Invalid(op.Child("mtu"), o.MTU, fmt.Sprintf("IPv6 pods need an MTU of at least %d", minMTUv6)))
 	}
 	v.enum(op.Child("txChecksumOffload"), string(o.TxChecksumOffload),
-		string(TxChecksumOffloadDisabled), string(TxChecksumOffloadEnabled))
+		string(TxChecksumOffloadAuto), string(TxChecksumOffloadDisabled), string(TxChecksumOffloadEnabled))
 }
 
 func (v *validator) port(p *field.Path, port int) {

@@ -103,7 +103,7 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"vxlan port range", withSeed("  networking: {overlay: {port: 65536}}\n"), `spec.networking.overlay.port: Invalid value: 65536: must be between 1 and 65535`},
 		{"mtu too small", withSeed("  networking: {overlay: {mtu: 575}}\n"), `spec.networking.overlay.mtu: Invalid value: 575: must be 0 (derive from the underlay) or between 576 and 9000`},
 		{"mtu too large", withSeed("  networking: {overlay: {mtu: 9001}}\n"), `spec.networking.overlay.mtu: Invalid value: 9001`},
-		{"checksum setting", withSeed("  networking: {overlay: {txChecksumOffload: auto}}\n"), `spec.networking.overlay.txChecksumOffload: Unsupported value: "auto": supported values: "disabled", "enabled"`},
+		{"checksum setting", withSeed("  networking: {overlay: {txChecksumOffload: sometimes}}\n"), `spec.networking.overlay.txChecksumOffload: Unsupported value: "sometimes": supported values: "auto", "disabled", "enabled"`},
 
 		// etcd.
 		{"etcd dataDir relative", withSeed("  etcd: {dataDir: var/lib/etcd}\n"), `spec.etcd.dataDir: Invalid value: "var/lib/etcd": must be an absolute path`},

@@ -40,7 +40,7 @@ func TestAgentConfigFor(t *testing.T) {
 	if cfg.Etcd.CAFile != "/etc/kubernetes/pki/etcd/ca.crt" || cfg.Etcd.CertFile != "/etc/kubernetes/pki/etcd/overlay-client.crt" || cfg.Etcd.KeyFile != "/etc/kubernetes/pki/etcd/overlay-client.key" {
 		t.Errorf("the agent must use its own client certificate: %+v", cfg.Etcd)
 	}
-	if cfg.NodeName != "node01" || cfg.PublicIP != "192.168.161.152" || cfg.TxChecksumOffload != "disabled" {
+	if cfg.NodeName != "node01" || cfg.PublicIP != "192.168.161.152" || cfg.TxChecksumOffload != "auto" {
 		t.Errorf("node fields %+v", cfg)
 	}
 	n := cfg.Network
