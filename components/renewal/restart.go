@@ -268,6 +268,11 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 			}
 		}
 		st, err := h.Units().Status(ctx, u)
+		if err == nil && newPID == 0 {
+			// Daemons with a graceful shutdown take a while to go; say so
+			// rather than look stuck.
+			lastErr = fmt.Errorf("no new process yet (%s/%s, main pid %d)", st.ActiveState, st.SubState, st.MainPID)
+		}
 		if err == nil {
 			if st.SubState == "auto-restart" && lastSub != "auto-restart" {
 				crashes++
@@ -292,7 +297,7 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 				return newPID, nil
 			}
 		} else if lastErr == nil {
-			lastErr = errors.New("no new process yet")
+			lastErr = errors.New("no new process yet (systemd does not answer)")
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, journalTail(ctx, h, u))
