@@ -420,7 +420,7 @@ func removeFiles(ctx context.Context, e *Env) ([]string, error) {
 		}
 	}
 	// Directories that only held kubeforge's files go once empty.
-	for _, d := range []string{"/etc/kubeforge"} {
+	for _, d := range []string{"/etc/kubeforge", "/etc/cni", "/etc/etcd"} {
 		if gone, err := removeEmptyDir(ctx, e.Host, d); err == nil && gone {
 			done = append(done, "removed empty "+d)
 		}
