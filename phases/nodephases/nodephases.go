@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/discovery"
@@ -280,6 +281,13 @@ certificate and renews it itself.`,
 				return nil
 			}
 			ctx, h := data.Context(), data.Host()
+			// A Node is Ready only once a pod network is configured; without any
+			// CNI config (the overlay phase skipped, no other CNI installed) the
+			// wait could only time out.
+			if r, err := h.Run(ctx, host.Cmd{Argv: []string{"find", containerd.CNIConfDir, "-maxdepth", "1", "-name", "*.conf*"}, ReadOnly: true}); err == nil && strings.TrimSpace(string(r.Stdout)) == "" {
+				return workflow.Unchanged("no CNI configuration in %s (was the overlay phase skipped?): Node %s cannot become Ready until a pod network is configured, so not waiting",
+					containerd.CNIConfDir, data.Node().Name)
+			}
 			cli, err := NodeClient(ctx, data)
 			if err != nil {
 				return err
