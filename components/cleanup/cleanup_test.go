@@ -270,3 +270,21 @@ func TestCleanupStepsOnAFakeNode(t *testing.T) {
 		t.Error("ssh.service removed")
 	}
 }
+
+// BenchmarkSweepPlan plans the sweep of a node with 500 services' worth of
+// kube-proxy rules.
+func BenchmarkSweepPlan(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n")
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&sb, ":KUBE-SVC-%04d - [0:0]\n-A KUBE-SERVICES -d 10.96.%d.%d/32 -p tcp -m comment --comment \"ns/svc%d\" -j KUBE-SVC-%04d\n", i, i/250, i%250, i, i)
+	}
+	sb.WriteString("COMMIT\n")
+	save := sb.String()
+	b.SetBytes(int64(len(save)))
+	for i := 0; i < b.N; i++ {
+		if _, removed := SweepPlan(save, ChainPrefixes); len(removed) != 501 {
+			b.Fatal(len(removed))
+		}
+	}
+}

@@ -216,3 +216,15 @@ func TestReadArchiveIndex(t *testing.T) {
 		t.Error("garbage accepted")
 	}
 }
+
+// BenchmarkWriteOCIArchive packs a 2 MiB program, about the bundle's test server.
+func BenchmarkWriteOCIArchive(b *testing.B) {
+	spec := testSpec()
+	spec.Files[0].Data = bytes.Repeat([]byte("kubeforge"), 2<<20/9)
+	b.SetBytes(int64(len(spec.Files[0].Data)))
+	for i := 0; i < b.N; i++ {
+		if _, err := WriteOCIArchive(io.Discard, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,24 @@ func TestRemoveRequested(t *testing.T) {
 	nl, _ := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if len(nl.Items) != 1 || nl.Items[0].Name != "node01" {
 		t.Errorf("nodes left %v", nl.Items)
+	}
+}
+
+// BenchmarkCheck is the cost of judging one serving CSR against a 100-node
+// cluster (the IP-conflict scan is linear in the nodes).
+func BenchmarkCheck(b *testing.B) {
+	nodes := Nodes{}
+	for i := 0; i < 100; i++ {
+		name := "node" + strconv.Itoa(i)
+		nodes[name] = node(name, "10.0."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250+1))
+	}
+	r := servingReq("bench", "node7")
+	r.ips = []string{"10.0.0.8"}
+	csr := r.csr(&testing.T{})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if d := Check(csr, nodes); !d.Approve {
+			b.Fatal(d.Reason)
+		}
 	}
 }

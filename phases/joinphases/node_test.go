@@ -1,0 +1,89 @@
+package joinphases
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/containerd/fakehost"
+	"github.com/kubeforge/kubeforge/components/discovery"
+	"github.com/kubeforge/kubeforge/phases/rundata"
+)
+
+func testNode(t *testing.T) *rundata.Node {
+	t.Helper()
+	n, err := rundata.New(context.Background(), rundata.Flags{NodeName: "node01"}, rundata.Options{
+		OpenHost: func(string) (host.Host, error) { return fakehost.New("node01"), nil },
+		Identity: func() (string, []net.IP, error) { return "node01", nil, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// TestNewDataRefusesBadInputOffline: malformed join input is refused before any
+// phase runs and without the network.
+func TestNewDataRefusesBadInputOffline(t *testing.T) {
+	hash := "sha256:" + strings.Repeat("ab", 32)
+	good := Flags{Endpoint: "192.168.161.151:6443", Token: "abcdef.0123456789abcdef", CAHashes: []string{hash}}
+	if _, err := NewData(testNode(t), good); err != nil {
+		t.Fatalf("good input: %v", err)
+	}
+	for _, tc := range []struct {
+		mod  func(*Flags)
+		want string
+	}{
+		{func(f *Flags) { f.Etcd = true }, "--certificate-key"},
+		{func(f *Flags) { f.ControlPlane = true }, "--certificate-key"},
+		{func(f *Flags) { f.Endpoint = "" }, "endpoint"},
+		{func(f *Flags) { f.Endpoint = "nohost" }, "host:port"},
+		{func(f *Flags) { f.CAHashes = []string{"sha256:xyz"} }, "64 hex digits"},
+		{func(f *Flags) { f.CAHashes = nil }, "is required"},
+		{func(f *Flags) { f.Token = "not-a-token" }, "[a-z0-9]{6}"},
+		{func(f *Flags) { f.Etcd, f.CertificateKey = true, "short" }, "--certificate-key must be"},
+	} {
+		f := good
+		tc.mod(&f)
+		_, err := NewData(testNode(t), f)
+		if !errors.Is(err, discovery.ErrBadInput) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want a bad-input error about %q", f, err, tc.want)
+		}
+	}
+	// The environment supplies what the flags leave out.
+	t.Setenv(TokenEnv, "abcdef.0123456789abcdef")
+	f := good
+	f.Token = ""
+	d, err := NewData(testNode(t), f)
+	if err != nil || d.JoinFlags().Token != "abcdef.0123456789abcdef" {
+		t.Errorf("token from the environment: %v", err)
+	}
+}
+
+func TestCertFilesFor(t *testing.T) {
+	up := map[string][]byte{}
+	for _, f := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key"} {
+		up[f] = []byte(f)
+	}
+	worker := &config.Host{Name: "w", Roles: []config.Role{config.RoleWorker}}
+	etcd := &config.Host{Name: "e", Roles: []config.Role{config.RoleWorker, config.RoleEtcd}}
+	cp := &config.Host{Name: "c", Roles: []config.Role{config.RoleControlPlane}}
+	if f, err := certFilesFor(worker, up); err != nil || len(f) != 0 {
+		t.Errorf("a worker gets %v %v: no CA key belongs on it", f, err)
+	}
+	if f, err := certFilesFor(etcd, up); err != nil || len(f) != 2 || f["etcd/ca.key"] == nil || f["ca.key"] != nil {
+		t.Errorf("an etcd member gets %v %v: only the etcd CA", f, err)
+	}
+	if f, err := certFilesFor(cp, up); err != nil || len(f) != 8 {
+		t.Errorf("a control-plane host gets %d files %v", len(f), err)
+	}
+	delete(up, "etcd/ca.key")
+	if _, err := certFilesFor(etcd, up); err == nil || !strings.Contains(err.Error(), "etcd/ca.key") {
+		t.Errorf("missing etcd key: %v", err)
+	}
+}
