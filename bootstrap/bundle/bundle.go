@@ -132,18 +132,29 @@ func (b *Bundle) Verify() error {
 			return err
 		}
 	}
-	// An unlisted executable is as suspicious as a changed one.
-	entries, err := os.ReadDir(filepath.Join(b.Dir, "bin"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("bundle %s: %w", b.Dir, err)
+	// An unlisted file is as suspicious as a changed one, wherever it sits:
+	// bin/, cni/bin/ and images/ are all installed onto hosts. Dot files are the
+	// build script's version stamps.
+	err := filepath.WalkDir(b.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(b.Dir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() || rel == ManifestName || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		if _, ok := b.Lookup(rel); !ok {
+			return &MismatchError{Bundle: b.Dir, Path: rel, Reason: "not listed in the manifest"}
+		}
+		return nil
+	})
+	var me *MismatchError
+	if errors.As(err, &me) {
+		return me
 	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if _, ok := b.Lookup("bin/" + e.Name()); !ok {
-			return &MismatchError{Bundle: b.Dir, Path: "bin/" + e.Name(), Reason: "not listed in the manifest"}
-		}
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", b.Dir, err)
 	}
 	return nil
 }

@@ -85,6 +85,14 @@ func TestVerify(t *testing.T) {
 	}
 	wantMismatch(t, b.Verify(), "bin/kubeadm", "not listed")
 	os.Remove(filepath.Join(dir, "bin/kubeadm"))
+	os.MkdirAll(filepath.Join(dir, "cni/bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "cni/bin/evil"), []byte("x"), 0o755)
+	wantMismatch(t, b.Verify(), "cni/bin/evil", "not listed")
+	os.Remove(filepath.Join(dir, "cni/bin/evil"))
+	os.WriteFile(filepath.Join(dir, "bin/.etcd.version"), []byte("v3.6.16"), 0o644)
+	if err := b.Verify(); err != nil {
+		t.Fatalf("a build stamp must not count as an unlisted file: %v", err)
+	}
 
 	os.Remove(filepath.Join(dir, "bin/etcd"))
 	wantMismatch(t, b.Verify(), "bin/etcd", "missing")
