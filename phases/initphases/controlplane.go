@@ -64,11 +64,7 @@ func (r *run) runComponent(name string) func(workflow.RunData) error {
 		if err != nil {
 			return err
 		}
-		if !res.Changed {
-			return workflow.Unchanged("%s", res.Detail(c))
-		}
-		data.Logger().Printf("%s", res.Detail(c))
-		return nil
+		return workflow.Outcome(data.Logger(), res.Changed, res.Detail(c))
 	}
 }
 

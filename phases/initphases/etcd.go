@@ -46,9 +46,5 @@ func runEtcd(d workflow.RunData) error {
 	if err != nil {
 		return err
 	}
-	if !res.Changed {
-		return workflow.Unchanged("%s", res.Detail)
-	}
-	data.Logger().Printf("%s", res.Detail)
-	return nil
+	return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 }

@@ -41,9 +41,5 @@ func runOverlay(data rundata.Data, storeNetwork bool) error {
 	if err != nil {
 		return err
 	}
-	if !res.Changed {
-		return workflow.Unchanged("%s", res.Detail)
-	}
-	data.Logger().Printf("%s", res.Detail)
-	return nil
+	return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 }

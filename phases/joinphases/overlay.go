@@ -34,11 +34,7 @@ stops the agent with an error naming the difference.`,
 			if err != nil {
 				return err
 			}
-			if !res.Changed {
-				return workflow.Unchanged("%s", res.Detail)
-			}
-			data.Logger().Printf("%s", res.Detail)
-			return nil
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }

@@ -42,11 +42,7 @@ overrides that.`,
 			if err != nil {
 				return err
 			}
-			if !res.Changed {
-				return workflow.Unchanged("%s", res.Detail)
-			}
-			data.Logger().Printf("%s", res.Detail)
-			return nil
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }

@@ -42,11 +42,7 @@ A host with none of the overlay's files skips the phase.`,
 			if err != nil {
 				return err
 			}
-			if !res.Changed {
-				return workflow.Unchanged("%s", res.Detail)
-			}
-			data.Logger().Printf("%s", res.Detail)
-			return nil
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }

@@ -68,6 +68,17 @@ func Unchanged(format string, a ...any) error {
 	return &unchangedError{detail: fmt.Sprintf(format, a...)}
 }
 
+// Outcome turns what a component reports into the phase's result: work that was
+// already done becomes Unchanged (so a re-run says so), anything else is logged as
+// what the phase did.
+func Outcome(log *Logger, changed bool, detail string) error {
+	if !changed {
+		return Unchanged("%s", detail)
+	}
+	log.Printf("%s", detail)
+	return nil
+}
+
 // LoggerProvider is implemented by run data that carries the phase logger.
 type LoggerProvider interface{ Logger() *Logger }
 

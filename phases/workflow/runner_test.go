@@ -419,3 +419,17 @@ func BenchmarkRunnerOverhead(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(r.Timings())), "phases/run")
 }
+
+func TestOutcome(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(&buf)
+	if err := Outcome(log, false, "etcd.service is running"); !errors.Is(err, ErrUnchanged) || err.Error() != "etcd.service is running" {
+		t.Fatalf("unchanged outcome: %v", err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("an unchanged outcome must not be logged as work done: %q", buf.String())
+	}
+	if err := Outcome(log, true, "etcd.service started"); err != nil || !strings.Contains(buf.String(), "etcd.service started") {
+		t.Fatalf("changed outcome: %v, log %q", err, buf.String())
+	}
+}
