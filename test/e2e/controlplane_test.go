@@ -28,27 +28,8 @@ import (
 // nothing. The overlay phase belongs to another test and is skipped.
 func TestControlPlane(t *testing.T) {
 	requireE2E(t)
-	bdir := bundleDir()
-	if bdir == "" {
-		t.Skip("no bundle with manifest.json (set KUBEFORGE_BUNDLE or build it into ~/.cache/kubeforge/bundles/v1.34.4-v3.6.16)")
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-cp-%d", os.Getpid()))
-	subnet := os.Getenv("KUBEFORGE_E2E_CP_SUBNET")
-	if subnet == "" {
-		subnet = "192.168.175.0/24"
-	}
-	s, err := lab.Up(lab.Options{Dir: dir, Subnet: subnet, Hosts: []string{"master01", "node01", "node02"}, BundleDir: bdir, Log: testWriter{t}})
-	if err != nil {
-		_ = lab.Down(dir, testWriter{t})
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("KUBEFORGE_E2E_KEEP") != "" {
-			t.Logf("keeping the lab at %s (KUBEFORGE_E2E_KEEP)", dir)
-			return
-		}
-		_ = lab.Down(dir, testWriter{t})
-	})
+	bdir := requireBundle(t)
+	s := labFor(t, "cp", "192.168.175.0/24", bdir, "master01", "node01", "node02")
 	m := &remote{t: t, s: s, host: "master01"}
 
 	cfg, err := s.ClusterConfig()

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,24 +148,9 @@ func tlsRefusal(addr string, cfg *tls.Config) error {
 
 func TestEtcd(t *testing.T) {
 	requireE2E(t)
-	bdir := bundleDir()
-	if bdir == "" {
-		t.Skip("no bundle with a manifest (hack/build-bundle.sh builds one; set KUBEFORGE_BUNDLE)")
-	}
-	if _, err := os.Stat(filepath.Join(bdir, "bin/etcd")); err != nil {
-		t.Skipf("bundle %s has no bin/etcd yet", bdir)
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-etcd-%d", os.Getpid()))
+	bdir := requireBundle(t, "bin/etcd")
 	hosts := []string{"master01", "node01", "node02"}
-	s, err := lab.Up(lab.Options{Dir: dir, Subnet: "192.168.173.0/24", Hosts: hosts, BundleDir: bdir, Log: testWriter{t}})
-	t.Cleanup(func() {
-		if err := lab.Down(dir, testWriter{t}); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	s := labFor(t, "etcd", "192.168.173.0/24", bdir, hosts...)
 	l := &etcdLab{t: t, s: s, addr: map[string]string{}, times: map[string]time.Duration{}}
 	for _, h := range s.Hosts {
 		l.addr[h.Name] = h.Address

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -238,34 +237,9 @@ spec:
 // join input, reset and rejoin.
 func TestNodes(t *testing.T) {
 	requireE2E(t)
-	bdir := bundleDir()
-	if bdir == "" {
-		t.Skip("no bundle with a manifest (hack/build-bundle.sh builds one; set KUBEFORGE_BUNDLE)")
-	}
-	for _, f := range []string{"bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar"} {
-		if _, err := os.Stat(filepath.Join(bdir, f)); err != nil {
-			t.Skipf("bundle %s has no %s yet (hack/build-bundle.sh)", bdir, f)
-		}
-	}
-	subnet := os.Getenv("KUBEFORGE_E2E_NODES_SUBNET")
-	if subnet == "" {
-		subnet = "192.168.176.0/24"
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-nodes-%d", os.Getpid()))
+	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar")
 	hosts := []string{"master01", "node01", "node02"}
-	s, err := lab.Up(lab.Options{Dir: dir, Subnet: subnet, Hosts: hosts, BundleDir: bdir, Log: testWriter{t}})
-	t.Cleanup(func() {
-		if os.Getenv("KUBEFORGE_E2E_KEEP") != "" {
-			t.Logf("keeping the lab at %s (KUBEFORGE_E2E_KEEP); ssh -F %s/ssh_config master01", dir, dir)
-			return
-		}
-		if err := lab.Down(dir, testWriter{t}); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	s := labFor(t, "nodes", "192.168.176.0/24", bdir, hosts...)
 	l := &nodesLab{t: t, s: s, addr: map[string]string{}, bench: nodesBench{Joins: map[string]time.Duration{}, UnitMemoryKiB: map[string]map[string]int{}}}
 	for _, h := range s.Hosts {
 		l.addr[h.Name] = h.Address

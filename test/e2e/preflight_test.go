@@ -43,16 +43,7 @@ cat /proc/swaps`
 
 func TestPreflight(t *testing.T) {
 	requireE2E(t)
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-preflight-%d", os.Getpid()))
-	s, err := lab.Up(lab.Options{Dir: dir, Subnet: "192.168.172.0/24", Hosts: []string{"master01", "node01"}, BundleDir: bundleDir(), Log: testWriter{t}})
-	t.Cleanup(func() {
-		if err := lab.Down(dir, testWriter{t}); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	s := labFor(t, "preflight", "192.168.172.0/24", bundleDir(), "master01", "node01")
 	paths := s.Paths()
 	master, _ := s.Host("master01")
 	node, _ := s.Host("node01")

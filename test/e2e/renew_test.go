@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
-	"github.com/kubeforge/kubeforge/bootstrap/lab"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -39,27 +37,8 @@ type certFacts struct {
 // later `kubeforge init` finds the control plane unchanged.
 func TestRenew(t *testing.T) {
 	requireE2E(t)
-	bdir := bundleDir()
-	if bdir == "" {
-		t.Skip("no bundle with manifest.json (set KUBEFORGE_BUNDLE or build it into ~/.cache/kubeforge/bundles/v1.34.4-v3.6.16)")
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-renew-%d", os.Getpid()))
-	subnet := os.Getenv("KUBEFORGE_E2E_RENEW_SUBNET")
-	if subnet == "" {
-		subnet = "192.168.177.0/24"
-	}
-	s, err := lab.Up(lab.Options{Dir: dir, Subnet: subnet, Hosts: []string{"master01"}, BundleDir: bdir, Log: testWriter{t}})
-	if err != nil {
-		_ = lab.Down(dir, testWriter{t})
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("KUBEFORGE_E2E_KEEP") != "" {
-			t.Logf("keeping the lab at %s (KUBEFORGE_E2E_KEEP)", dir)
-			return
-		}
-		_ = lab.Down(dir, testWriter{t})
-	})
+	bdir := requireBundle(t)
+	s := labFor(t, "renew", "192.168.177.0/24", bdir, "master01")
 	m := &remote{t: t, s: s, host: "master01"}
 	cfg, err := s.ClusterConfig()
 	if err != nil {
