@@ -45,6 +45,10 @@ const (
 	DefaultSSHPort = 22
 )
 
+// HostCopyPath is where init keeps the configuration it ran with on the host
+// (0600), for later commands on that host such as `certs renew`; reset removes it.
+const HostCopyPath = "/etc/kubeforge/cluster.yaml"
+
 // Default returns a complete configuration for the seed topology: three etcd
 // members on master01, node01 and node02, master01 as the one control-plane host.
 // It is what `kubeforge config print-defaults` prints, so it is also a starting

@@ -366,6 +366,7 @@ func resetPaths(e *Env) []string {
 		"/var/log/pods", "/var/log/containers",
 		"/etc/containerd", containerd.RootDir, containerd.StateDir,
 		containerd.CNIConfDir, "/var/lib/cni", "/run/kubeforge",
+		config.HostCopyPath,
 	}
 }
 

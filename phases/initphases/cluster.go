@@ -62,7 +62,7 @@ func (r *run) runUploadConfig(d workflow.RunData) error {
 // with. Later commands on the host that must rebuild a unit exactly as init wrote
 // it (`kubeforge certs renew` re-ensuring the control-plane units) read it when
 // --config is not given. 0600: it names every host and its SSH key path.
-const ClusterConfigPath = "/etc/kubeforge/cluster.yaml"
+const ClusterConfigPath = config.HostCopyPath
 
 // keepConfigCopy writes ClusterConfigPath unless it already holds this
 // configuration; it reports whether it wrote.
