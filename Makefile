@@ -1,5 +1,5 @@
 # kubeforge — see README.md. Two entry points matter:
-#   make lab    bring up the lab cluster hosts on this machine and show them
+#   make lab    the seed plan on this machine: lab hosts, init on master01, join node01/node02
 #   make test   everything CI runs (unit, fuzz, benchmarks-as-tests, e2e on lab hosts)
 SHELL := /bin/bash
 BIN   ?= _output/kubeforge
@@ -18,7 +18,7 @@ bundle: deps
 	@hack/build-bundle.sh >/dev/null
 
 lab: deps bundle build
-	$(BIN) lab up --dir $(LAB_DIR)
+	hack/lab-cluster.sh --dir $(LAB_DIR)
 	$(BIN) lab status --dir $(LAB_DIR)
 
 lab-down: build
