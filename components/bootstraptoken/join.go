@@ -51,7 +51,7 @@ func (j JoinCommand) Text() string {
 	b.WriteString("To administer the cluster from this host:\n\n  export KUBECONFIG=/etc/kubernetes/admin.conf\n\n")
 	b.WriteString("Join worker nodes by running on each as root:\n\n  " + j.Worker() + "\n\n")
 	b.WriteString("Join a worker that also runs an etcd member:\n\n  " + j.WorkerEtcd() + "\n\n")
-	b.WriteString("Join another control-plane host:\n\n  " + j.ControlPlane() + "\n\n")
+	b.WriteString("Join another control-plane host (HA; not supported by this version of join yet):\n\n  " + j.ControlPlane() + "\n\n")
 	if j.CertificateKey != "" {
 		b.WriteString("The certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
 			"which is deleted automatically two hours after the upload. Treat it like the CA keys themselves.\n" +

@@ -40,7 +40,7 @@ func TestNewDataRefusesBadInputOffline(t *testing.T) {
 		want string
 	}{
 		{func(f *Flags) { f.Etcd = true }, "--certificate-key"},
-		{func(f *Flags) { f.ControlPlane = true }, "--certificate-key"},
+		{func(f *Flags) { f.ControlPlane = true }, "not supported yet"},
 		{func(f *Flags) { f.Endpoint = "" }, "endpoint"},
 		{func(f *Flags) { f.Endpoint = "nohost" }, "host:port"},
 		{func(f *Flags) { f.CAHashes = []string{"sha256:xyz"} }, "64 hex digits"},
