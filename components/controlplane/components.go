@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/certs"
@@ -132,6 +133,8 @@ type Component struct {
 	After []string
 	// Notify: the daemon reports readiness to systemd (Type=notify).
 	Notify bool
+	// StopTimeout is the unit's TimeoutStopSec; DefaultStopTimeout when zero.
+	StopTimeout time.Duration
 	// HealthURL is polled by Wait; HealthCA says whether its certificate is
 	// signed by the cluster CA (the apiserver) or self-signed (the others, which
 	// generate their serving certificate in memory, so only liveness is checked).
@@ -217,6 +220,20 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 		"audit-log-maxage":                   "30",
 		"audit-log-maxbackup":                "10",
 		"audit-log-maxsize":                  "100",
+		// A stop (systemctl stop/restart, a converge run, a reboot) must end well
+		// inside the unit's TimeoutStopSec and stay graceful. By default the
+		// apiserver hands its HTTP server a shutdown timeout of --request-timeout
+		// (60s), and net/http's Shutdown waits for every connection to go idle: an
+		// HTTP/2 connection carrying a watch (every kubelet, kube-proxy and
+		// controller has some) never does, so the process outlives systemd's
+		// patience and is SIGKILLed. With these two, on SIGTERM the apiserver keeps
+		// listening and answers new requests 429 + Retry-After (clients retry, on
+		// another apiserver where there is one), lets the requests in flight
+		// finish, ends the open watches itself (rate limited, so clients re-watch
+		// from where they were instead of relisting all at once), and only then
+		// shuts the HTTP server down with a 2s timeout.
+		"shutdown-send-retry-after":               "true",
+		"shutdown-watch-termination-grace-period": APIServerWatchGrace.String(),
 	}
 	c := Component{Name: APIServer, Field: field, Binary: path.Join(o.binDir(), APIServer), Notify: true, HealthCA: true}
 
@@ -244,6 +261,7 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 		c.Dirs = append(c.Dirs, Dir{Path: AuditLogDir, Mode: 0o700})
 	}
 	c.Args = a.Merge(extra)
+	c.StopTimeout = apiserverStopTimeout(c.Args)
 
 	for _, h := range o.Cluster.HostsWithRole(config.RoleEtcd) {
 		if h.Name == o.Node.Name {
@@ -256,6 +274,29 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 	}
 	c.HealthURL = "https://" + net.JoinHostPort(healthHost(c.Args["bind-address"], o.Node.Address), strconv.Itoa(port)) + "/readyz"
 	return c, nil
+}
+
+// APIServerWatchGrace is how long a stopping apiserver takes at most to end
+// its open watches (it ends them at 200/s or faster, so a cluster with fewer
+// than 2000 watches on this apiserver needs less). It plus the apiserver's 2s
+// HTTP shutdown leaves most of the unit's TimeoutStopSec for the shutdown
+// hooks and the etcd client.
+const APIServerWatchGrace = 10 * time.Second
+
+// apiserverStopTimeout is the TimeoutStopSec the apiserver's flags need: an
+// operator's --shutdown-delay-duration (time for a load balancer to see /readyz
+// fail) or a longer watch grace period is waited out before the drain, and a
+// unit that killed the apiserver in the middle of it would undo the point of
+// setting them. Values the apiserver will refuse anyway are ignored here.
+func apiserverStopTimeout(a Args) time.Duration {
+	need := 15 * time.Second // shutdown hooks, the HTTP server's 2s, closing etcd
+	for _, f := range []string{"shutdown-delay-duration", "shutdown-watch-termination-grace-period"} {
+		if d, err := time.ParseDuration(a[f]); err == nil && d > 0 {
+			need += d
+		}
+	}
+	// systemd takes whole seconds: round up.
+	return max(DefaultStopTimeout, (need + time.Second - 1).Truncate(time.Second))
 }
 
 // ControllerManagerComponent is kube-controller-manager. It does not allocate

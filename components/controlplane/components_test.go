@@ -344,3 +344,44 @@ type errTimeout struct{}
 func (errTimeout) Error() string   { return "i/o timeout" }
 func (errTimeout) Timeout() bool   { return true }
 func (errTimeout) Temporary() bool { return true }
+
+func TestAPIServerStopsWithinItsUnit(t *testing.T) {
+	o := testOptions(t)
+	c := all(t, o)[0]
+	// Without these the apiserver waits up to --request-timeout for connections
+	// with open watches and systemd kills it (see TestAPIServerGracefulStop).
+	for k, v := range map[string]string{"shutdown-send-retry-after": "true", "shutdown-watch-termination-grace-period": "10s"} {
+		if c.Args[k] != v {
+			t.Errorf("--%s=%q, want %q", k, c.Args[k], v)
+		}
+	}
+	if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\nTimeoutStopSec=30s\n") {
+		t.Errorf("apiserver unit without TimeoutStopSec=30s:\n%s", u)
+	}
+	for _, tc := range []struct {
+		extra map[string]string
+		want  string
+	}{
+		// An operator's delay for a load balancer is waited out before the drain.
+		{map[string]string{"shutdown-delay-duration": "70s"}, "TimeoutStopSec=95s"},
+		{map[string]string{"shutdown-delay-duration": "20s", "shutdown-watch-termination-grace-period": "25.5s"}, "TimeoutStopSec=61s"},
+		{map[string]string{"shutdown-watch-termination-grace-period": "0s"}, "TimeoutStopSec=30s"},
+		// The apiserver refuses what does not parse; the unit keeps the default.
+		{map[string]string{"shutdown-delay-duration": "soon"}, "TimeoutStopSec=30s"},
+	} {
+		o := testOptions(t)
+		o.Cluster.Spec.Components.APIServer.ExtraArgs = tc.extra
+		c, err := o.APIServerComponent([]byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\n"+tc.want+"\n") {
+			t.Errorf("extraArgs %v: unit lacks %s:\n%s", tc.extra, tc.want, u[strings.Index(u, "Restart="):])
+		}
+	}
+	for _, c := range all(t, o)[1:] {
+		if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\nTimeoutStopSec=30s\n") {
+			t.Errorf("%s unit without TimeoutStopSec=30s", c.Name)
+		}
+	}
+}

@@ -117,10 +117,25 @@ func (d *daemon) tail() string {
 // argv renders a component's flags as its unit's ExecStart would pass them.
 func argv(c controlplane.Component) []string { return c.Args.Flags() }
 
-func TestLoopbackControlPlane(t *testing.T) {
+// loopbackCluster is a running etcd and control plane started by
+// startLoopback, with the files and clients a test needs.
+type loopbackCluster struct {
+	cfg                    *config.Cluster
+	endpoint               string
+	etcdPort               int
+	certDir, kcDir, logDir string
+	caPEM                  []byte
+	comps                  []controlplane.Component
+	daemons                []*daemon // in controlplane.Names order
+	etcd                   *daemon
+}
+
+// startLoopback starts etcd and the three control-plane daemons with the
+// generated flags plus extra (per component name, merged over the
+// configuration's extraArgs), and waits until all are healthy.
+func startLoopback(t *testing.T, ctx context.Context, extra map[string]map[string]string) *loopbackCluster {
+	t.Helper()
 	bin := bundleBin(t, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
 	root := t.TempDir()
 	certDir, kcDir, logDir := filepath.Join(root, "pki"), filepath.Join(root, "etc"), filepath.Join(root, "log")
 	for _, d := range []string{certDir, kcDir, logDir} {
@@ -143,6 +158,22 @@ func TestLoopbackControlPlane(t *testing.T) {
 	}
 	cfg.Spec.Components.ControllerManager.ExtraArgs = map[string]string{"secure-port": strconv.Itoa(cmPort)}
 	cfg.Spec.Components.Scheduler.ExtraArgs = map[string]string{"secure-port": strconv.Itoa(schedPort)}
+	for name, args := range extra {
+		var m map[string]string
+		switch name {
+		case controlplane.APIServer:
+			m = cfg.Spec.Components.APIServer.ExtraArgs
+		case controlplane.ControllerManager:
+			m = cfg.Spec.Components.ControllerManager.ExtraArgs
+		case controlplane.Scheduler:
+			m = cfg.Spec.Components.Scheduler.ExtraArgs
+		default:
+			t.Fatalf("extra args for unknown component %q", name)
+		}
+		for k, v := range args {
+			m[k] = v
+		}
+	}
 	if _, err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +252,15 @@ func TestLoopbackControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("healthy: %v (total %s)", res.Ready, res.Total)
+	return &loopbackCluster{cfg: cfg, endpoint: endpoint, etcdPort: etcdPort, certDir: certDir, kcDir: kcDir, logDir: logDir,
+		caPEM: caPEM, comps: comps, daemons: daemons, etcd: etcd}
+}
+
+func TestLoopbackControlPlane(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	lc := startLoopback(t, ctx, nil)
+	cfg, endpoint, etcdPort, certDir, kcDir, logDir, caPEM, daemons := lc.cfg, lc.endpoint, lc.etcdPort, lc.certDir, lc.kcDir, lc.logDir, lc.caPEM, lc.daemons
 
 	adminConf, _ := os.ReadFile(filepath.Join(kcDir, certs.KubeconfigAdmin))
 	admin, err := kubeclient.New(adminConf, kubeclient.Options{})

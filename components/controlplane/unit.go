@@ -3,7 +3,13 @@ package controlplane
 import (
 	"fmt"
 	"strings"
+	"time"
 )
+
+// DefaultStopTimeout is the units' TimeoutStopSec unless a component needs
+// more (see Component.StopTimeout): how long systemd waits after SIGTERM before
+// it kills the daemon.
+const DefaultStopTimeout = 30 * time.Second
 
 // documentation links per component, for `systemctl status`.
 var docs = map[string]string{
@@ -29,8 +35,13 @@ var descriptions = map[string]string{
 //     cut must not be killed for being slow; Wait watches readiness instead.
 //   - Restart=always with RestartSec=5s and StartLimitInterval=0 (in [Service],
 //     where systemd 219 reads it): a control-plane daemon never stays down.
-//   - TimeoutStopSec=30s: an apiserver draining watches must not hold a shutdown
-//     or a reset for systemd's default 90 s.
+//   - TimeoutStopSec=30s (DefaultStopTimeout) rather than systemd's 90 s, so a
+//     daemon that hangs cannot hold a shutdown or a reset for long. The
+//     apiserver fits in it only because of its shutdown flags (see
+//     APIServerComponent): with the upstream defaults its HTTP server waits up
+//     to --request-timeout (60 s) for connections with open watches, which never
+//     go idle, and systemd ends it with SIGKILL ("Failed with result 'timeout'").
+//     Its TimeoutStopSec grows with an operator's --shutdown-delay-duration.
 //   - After=etcd.service where the member runs on the same host, so a boot
 //     starts the apiserver against a started member.
 func (c Component) Unit(inputs string) []byte {
@@ -58,7 +69,11 @@ func (c Component) Unit(inputs string) []byte {
 		b.WriteString(" \\\n  " + execQuote(f))
 	}
 	b.WriteString("\n")
-	b.WriteString("Restart=always\nRestartSec=5s\nStartLimitInterval=0\nTimeoutStopSec=30s\nLimitNOFILE=65536\n\n")
+	stop := c.StopTimeout
+	if stop <= 0 {
+		stop = DefaultStopTimeout
+	}
+	fmt.Fprintf(&b, "Restart=always\nRestartSec=5s\nStartLimitInterval=0\nTimeoutStopSec=%ds\nLimitNOFILE=65536\n\n", int(stop.Seconds()))
 	b.WriteString("[Install]\nWantedBy=multi-user.target\n")
 	return []byte(b.String())
 }
