@@ -120,25 +120,7 @@ func LoadCA(fsys FS, certPath, keyPath string) (*CA, error) {
 		}
 		keyPEM = nil
 	}
-	cert, err := ParseCertPEM(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certPath, err)
-	}
-	if !cert.IsCA || !cert.BasicConstraintsValid {
-		return nil, fmt.Errorf("%s: certificate %q is not a CA", certPath, cert.Subject.CommonName)
-	}
-	ca := &CA{Cert: cert, CertPEM: certPEM}
-	if keyPEM != nil {
-		key, err := ParseKeyPEM(keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", keyPath, err)
-		}
-		if !publicKeysEqual(cert.PublicKey, key.Public()) {
-			return nil, fmt.Errorf("%s: private key does not match the certificate in %s", keyPath, certPath)
-		}
-		ca.Key, ca.KeyPEM = key, keyPEM
-	}
-	return ca, nil
+	return parseCAFiles(certPath, certPEM, keyPath, keyPEM)
 }
 
 // Verify checks that cert was signed by this CA, is valid at now and allows every
