@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/lab"
 )
@@ -38,8 +40,12 @@ func Lifecycle(t *testing.T, h host.Host) {
 		}
 	})
 
+	// The shell lingers before it execs sleep, so "running" (systemd has forked)
+	// and "MainPID is sleep" are always apart in time: a check that reads the
+	// MainPID's command once, right after start, fails every time instead of only
+	// on a loaded machine (the flake this replaced).
 	unit := "[Unit]\nDescription=kubeforge e2e " + id + "\n[Service]\n" +
-		"ExecStart=/bin/sh -c 'echo hello-" + id + "; exec sleep 3600'\n" +
+		"ExecStart=/bin/sh -c 'echo hello-" + id + "; sleep 0.5; exec sleep 3600'\n" +
 		"[Install]\nWantedBy=multi-user.target\n"
 	changed, err := u.WriteUnit(ctx, name, []byte(unit))
 	if err != nil || !changed {
@@ -68,20 +74,25 @@ func Lifecycle(t *testing.T, h host.Host) {
 	if err != nil || strings.TrimSpace(string(r.Stdout)) != "active" {
 		t.Fatalf("systemctl is-active = %q, %v", r.Stdout, err)
 	}
-	if comm, err := h.ReadFile(ctx, "/proc/"+strconv.Itoa(st.MainPID)+"/comm"); err != nil || strings.TrimSpace(string(comm)) != "sleep" {
-		t.Fatalf("MainPID %d is %q, %v; want the unit's sleep", st.MainPID, comm, err)
+	// The MainPID systemd reports is the unit's process from the moment it forks;
+	// it becomes the sleep once the shell has exec'd, which takes as long as the
+	// scheduler says. Wait for that (bounded), and insist the PID stays the same:
+	// exec keeps it, a wrong MainPID would not.
+	var comm []byte
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		comm, err = h.ReadFile(ctx, "/proc/"+strconv.Itoa(st.MainPID)+"/comm")
+		return err == nil && strings.TrimSpace(string(comm)) == "sleep", nil
+	}); err != nil {
+		t.Fatalf("MainPID %d is still %q (last error %v) after 30s; want the unit's sleep", st.MainPID, comm, err)
 	}
 
 	// The journal has the unit's output (journald may lag a little behind).
 	var lines []string
-	for i := 0; i < 50; i++ {
-		if lines, err = u.Journal(ctx, name, 10); err == nil && strings.Contains(strings.Join(lines, "\n"), "hello-"+id) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !strings.Contains(strings.Join(lines, "\n"), "hello-"+id) {
-		t.Fatalf("journal = %q, %v; want hello-%s", lines, err, id)
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		lines, err = u.Journal(ctx, name, 10)
+		return err == nil && strings.Contains(strings.Join(lines, "\n"), "hello-"+id), nil
+	}); err != nil {
+		t.Fatalf("journal of %s = %q (last error %v) after 30s; want hello-%s", name, lines, err, id)
 	}
 
 	oldPID := st.MainPID
