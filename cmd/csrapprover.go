@@ -35,7 +35,7 @@ control-plane host; it is not meant to be run by hand.`,
 			if err != nil {
 				return err
 			}
-			cli, err := kubeclient.New(data, kubeclient.Options{})
+			cli, err := kubeclient.New(data, kubeclient.Options{Timeout: kubeclient.NoTimeout})
 			if err != nil {
 				return fmt.Errorf("%s: %w", kubeconfig, err)
 			}

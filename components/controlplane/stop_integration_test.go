@@ -24,6 +24,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/controlplane"
+	"github.com/kubeforge/kubeforge/components/controlplane/loopbacktest"
 )
 
 // stopOutcome is what a SIGTERM to the apiserver led to.
@@ -53,10 +54,10 @@ func stopAPIServer(t *testing.T, extra map[string]string, wait time.Duration) st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	lc := startLoopback(t, ctx, map[string]map[string]string{controlplane.APIServer: extra})
-	api := lc.daemons[0]
+	lc := loopbacktest.Run(t, ctx, map[string]map[string]string{controlplane.APIServer: extra})
+	api := lc.Daemons[0]
 
-	superConf, err := os.ReadFile(filepath.Join(lc.kcDir, certs.KubeconfigSuperAdmin))
+	superConf, err := os.ReadFile(filepath.Join(lc.KcDir, certs.KubeconfigSuperAdmin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,13 +181,13 @@ func stopAPIServer(t *testing.T, extra map[string]string, wait time.Duration) st
 	}
 
 	t0 := time.Now()
-	if err := api.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := api.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	out := stopOutcome{stopTimeout: lc.comps[0].StopTimeout}
+	out := stopOutcome{stopTimeout: lc.Comps[0].StopTimeout}
 	select {
-	case <-api.done:
-		out.exited, out.took, out.state = true, time.Since(t0), api.cmd.ProcessState
+	case <-api.Done:
+		out.exited, out.took, out.state = true, time.Since(t0), api.Cmd.ProcessState
 	case <-time.After(wait):
 		out.took = time.Since(t0)
 	}
@@ -200,7 +201,7 @@ func stopAPIServer(t *testing.T, extra map[string]string, wait time.Duration) st
 	case <-time.After(10 * time.Second):
 		out.watchErr = errors.New("the watch never ended")
 	}
-	out.log, out.logPath = api.tail(), api.log
+	out.log, out.logPath = api.Tail(), api.Log
 	return out
 }
 

@@ -39,9 +39,15 @@ type Options struct {
 	DryRun bool
 	// Logf receives the objects a dry run would write; nil discards them.
 	Logf func(format string, a ...any)
-	// Timeout bounds each request; 30s when zero.
+	// Timeout bounds each request; 30s when zero. NoTimeout (negative) sets no
+	// bound: a client that watches needs that, since the bound covers reading
+	// the whole response and so cuts every watch; its callers bound requests
+	// with their contexts instead.
 	Timeout time.Duration
 }
+
+// NoTimeout as Options.Timeout builds a client for watches.
+const NoTimeout time.Duration = -1
 
 // Client is a typed clientset and the REST config it was built from.
 type Client struct {
@@ -78,8 +84,11 @@ func New(kubeconfig []byte, o Options) (*Client, error) {
 func NewForConfig(cfg *rest.Config, o Options) (*Client, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = o.Timeout
-	if cfg.Timeout == 0 {
+	switch {
+	case cfg.Timeout == 0:
 		cfg.Timeout = 30 * time.Second
+	case cfg.Timeout < 0:
+		cfg.Timeout = 0
 	}
 	cfg.UserAgent = "kubeforge"
 	c := &Client{Config: cfg}

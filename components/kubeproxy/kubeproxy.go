@@ -24,6 +24,8 @@ import (
 	"time"
 
 	certv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -385,7 +387,11 @@ func (c *CSRCredentials) Kubeconfig(ctx context.Context) ([]byte, error) {
 		usages = append(usages, certv1.UsageKeyEncipherment)
 	}
 	name := "kubeforge-kube-proxy-" + c.NodeName + "-" + fmt.Sprintf("%d", time.Now().Unix())
-	reqName, uid, err := csr.RequestCertificateWithContext(ctx, c.Client, csrPEM, name, certv1.KubeAPIServerClientSignerName, nil, usages, key)
+	// Client may carry no request timeout (a timeout would cut the watch below
+	// every 30s); the create gets its own bound.
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	reqName, uid, err := csr.RequestCertificateWithContext(cctx, c.Client, csrPEM, name, certv1.KubeAPIServerClientSignerName, nil, usages, key)
+	ccancel()
 	if err != nil {
 		return nil, fmt.Errorf("creating CSR %s: %w", name, err)
 	}
@@ -397,13 +403,50 @@ func (c *CSRCredentials) Kubeconfig(ctx context.Context) ([]byte, error) {
 	defer cancel()
 	certPEM, err := csr.WaitForCertificate(wctx, c.Client, reqName, uid)
 	if err != nil {
-		return nil, fmt.Errorf("CSR %s was not approved and signed within %s (%w): is kubeforge-csr-approver.service running on a control-plane host?", reqName, timeout, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for CSR %s: %w", reqName, ctx.Err())
+		}
+		return nil, fmt.Errorf("CSR %s got no certificate (waited up to %s): %s", reqName, timeout, c.whatWasSeen(ctx, reqName, err))
 	}
 	keyPEM, err := certs.MarshalKeyPEM(key)
 	if err != nil {
 		return nil, err
 	}
 	return Kubeconfig(c.ClusterName, c.Server, c.CAPEM, certPEM, keyPEM)
+}
+
+// whatWasSeen says where a CSR that got no certificate is stuck, from a fresh
+// look at it and at the requesting Node, so the message points at the part of
+// the control plane that did not do its job.
+func (c *CSRCredentials) whatWasSeen(ctx context.Context, name string, waitErr error) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := c.Client.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("the wait ended with %v and reading the CSR failed: %v", waitErr, err)
+	}
+	var approvedBy string
+	for _, cond := range r.Status.Conditions {
+		switch cond.Type {
+		case certv1.CertificateDenied:
+			return fmt.Sprintf("it was denied (%s: %s)", cond.Reason, cond.Message)
+		case certv1.CertificateFailed:
+			return fmt.Sprintf("signing failed (%s: %s); see kube-controller-manager's journal on a control-plane host", cond.Reason, cond.Message)
+		case certv1.CertificateApproved:
+			approvedBy = fmt.Sprintf("%s at %s", cond.Reason, cond.LastUpdateTime.UTC().Format(time.RFC3339))
+		}
+	}
+	if approvedBy != "" {
+		return fmt.Sprintf("it was approved (%s) but never signed: kube-controller-manager signs approved CSRs; is it running and leading (journalctl -u kube-controller-manager on a control-plane host)?", approvedBy)
+	}
+	node := "exists"
+	if _, err := c.Client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{}); err != nil {
+		node = "could not be read: " + err.Error()
+		if apierrors.IsNotFound(err) {
+			node = "does not exist, and the approver approves CSRs of registered nodes only (is the kubelet running here? journalctl -u kubelet)"
+		}
+	}
+	return fmt.Sprintf("it is still pending, never approved; Node %s %s; the approver is kubeforge-csr-approver.service on the control-plane hosts (journalctl -u kubeforge-csr-approver says why it left a CSR pending)", c.NodeName, node)
 }
 
 // StaticCredentials issues kube-proxy.conf from the cluster CA on a host that

@@ -16,7 +16,9 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
@@ -235,5 +237,52 @@ func TestCSRCredentials(t *testing.T) {
 	}
 	if !ValidKubeconfig(kc, caCert, time.Now()) {
 		t.Errorf("kubeconfig from the CSR is not valid:\n%s", kc)
+	}
+}
+
+// TestCSRCredentialsSaysWhereItIsStuck: a CSR that gets no certificate is
+// reported by where it stopped: never approved (and whether its Node exists),
+// approved but never signed, denied.
+func TestCSRCredentialsSaysWhereItIsStuck(t *testing.T) {
+	cases := []struct {
+		name  string
+		node  bool
+		cond  *certv1.CertificateSigningRequestCondition
+		wants []string
+	}{
+		{"pending, no node", false, nil, []string{"still pending, never approved", "Node node01 does not exist", "journalctl -u kubelet"}},
+		{"pending, node exists", true, nil, []string{"still pending, never approved", "Node node01 exists", "kubeforge-csr-approver.service"}},
+		{"approved, not signed", true, &certv1.CertificateSigningRequestCondition{Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "KubeforgeCSRApprover"},
+			[]string{"approved (KubeforgeCSRApprover", "never signed", "kube-controller-manager"}},
+		{"denied", true, &certv1.CertificateSigningRequestCondition{Type: certv1.CertificateDenied, Status: corev1.ConditionTrue, Reason: "Nope", Message: "by hand"},
+			[]string{"denied (Nope: by hand)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fake.NewSimpleClientset()
+			if tc.node {
+				c.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node01"}}, metav1.CreateOptions{})
+			}
+			if tc.cond != nil {
+				cond := *tc.cond
+				c.PrependReactor("create", "certificatesigningrequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					obj := a.(k8stesting.CreateAction).GetObject().(*certv1.CertificateSigningRequest)
+					obj.Status.Conditions = append(obj.Status.Conditions, cond)
+					return false, nil, nil
+				})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cred := &CSRCredentials{Client: c, NodeName: "node01", ClusterName: "kubernetes", Server: "https://192.168.161.151:6443", Timeout: 300 * time.Millisecond}
+			_, err := cred.Kubeconfig(ctx)
+			if err == nil {
+				t.Fatal("no error for a CSR that was never signed")
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
 	}
 }

@@ -241,7 +241,8 @@ func (l *lazyCSR) Describe() string {
 }
 
 func (l *lazyCSR) Kubeconfig(ctx context.Context) ([]byte, error) {
-	cli, err := NodeClient(ctx, l.data)
+	// No request timeout: the client watches the CSR until it is signed.
+	cli, err := nodeClient(ctx, l.data, kubeclient.NoTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -252,12 +253,16 @@ func (l *lazyCSR) Kubeconfig(ctx context.Context) ([]byte, error) {
 
 // NodeClient is an API client acting as this node (its kubelet.conf).
 func NodeClient(ctx context.Context, data rundata.Data) (*kubeclient.Client, error) {
+	return nodeClient(ctx, data, 0)
+}
+
+func nodeClient(ctx context.Context, data rundata.Data, timeout time.Duration) (*kubeclient.Client, error) {
 	p := path.Join(data.KubeconfigDir(), "kubelet.conf")
 	kc, err := data.Host().ReadFile(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (the kubelet phase writes it)", p, err)
 	}
-	return kubeclient.New(kc, kubeclient.Options{})
+	return kubeclient.New(kc, kubeclient.Options{Timeout: timeout})
 }
 
 // WaitNodePhase waits until the Node is Ready and its kubelet holds an approved

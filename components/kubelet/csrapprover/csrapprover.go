@@ -41,7 +41,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -272,28 +271,41 @@ func (a *Approver) RemoveRequested(ctx context.Context) ([]string, error) {
 	}
 	var deleted []string
 	var errs []error
-	for _, n := range nl.Items {
-		if _, ok := n.Annotations[RemovalAnnotation]; !ok {
-			continue
+	for i := range nl.Items {
+		ok, err := a.removeIfAsked(ctx, &nl.Items[i])
+		if err != nil {
+			errs = append(errs, err)
 		}
-		// Preconditions: delete exactly the object that carried the request, not
-		// a Node of the same name registered again since.
-		uid := n.UID
-		err := a.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			errs = append(errs, fmt.Errorf("deleting Node %s: %w", n.Name, err))
-			continue
-		}
-		if err == nil {
-			a.logf("deleted Node %s: its kubeforge reset asked for it (%s)", n.Name, n.Annotations[RemovalAnnotation])
-			deleted = append(deleted, n.Name)
+		if ok {
+			deleted = append(deleted, nl.Items[i].Name)
 		}
 	}
 	return deleted, errors.Join(errs...)
 }
 
+// removeIfAsked deletes n if it carries RemovalAnnotation, and reports whether
+// it did.
+func (a *Approver) removeIfAsked(ctx context.Context, n *corev1.Node) (bool, error) {
+	if _, ok := n.Annotations[RemovalAnnotation]; !ok {
+		return false, nil
+	}
+	// Preconditions: delete exactly the object that carried the request, not a
+	// Node of the same name registered again since.
+	uid := n.UID
+	err := a.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting Node %s: %w", n.Name, err)
+	}
+	a.logf("deleted Node %s: its kubeforge reset asked for it (%s)", n.Name, n.Annotations[RemovalAnnotation])
+	return true, nil
+}
+
 // Sync looks at every pending CSR once and approves those Check allows. It
-// returns the names it approved.
+// returns the names it approved. Run does the same continuously from its
+// informers; Sync serves one-off passes and tests.
 func (a *Approver) Sync(ctx context.Context) ([]string, error) {
 	list, err := a.Client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -319,111 +331,52 @@ func (a *Approver) Sync(ctx context.Context) ([]string, error) {
 	var approved []string
 	var errs []error
 	for _, csr := range todo {
-		d := Check(csr, nodes)
-		if d.Kind == KindOther {
-			continue
-		}
-		if !d.Approve {
-			a.mu.Lock()
-			if a.logged == nil {
-				a.logged = map[string]string{}
-			}
-			if a.logged[csr.Name] != d.Reason {
-				a.logged[csr.Name] = d.Reason
-				a.logf("leaving CSR %s pending: %s", csr.Name, d.Reason)
-			}
-			a.mu.Unlock()
-			continue
-		}
-		csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
-			Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: ApprovalReason,
-			Message: "approved by kubeforge: " + d.Reason, LastUpdateTime: metav1.Now(),
-		})
-		_, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			continue // changed meanwhile; the next sync sees the new state
-		}
+		ok, err := a.judge(ctx, csr, nodes)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("approving CSR %s: %w", csr.Name, err))
-			continue
+			errs = append(errs, err)
 		}
-		a.logf("approved CSR %s: %s", csr.Name, d.Reason)
-		approved = append(approved, csr.Name)
+		if ok {
+			approved = append(approved, csr.Name)
+		}
 	}
 	return approved, errors.Join(errs...)
 }
 
-// Run syncs whenever a CSR or Node changes, and every resync interval
-// regardless, until ctx ends. Watches that break are re-established; errors are
-// logged, never fatal, since the approver must outlive apiserver restarts.
-func (a *Approver) Run(ctx context.Context, resync time.Duration) error {
-	if resync <= 0 {
-		resync = 30 * time.Second
+// judge approves csr if Check allows it, and logs a refusal once per reason. It
+// reports whether it approved; a conflict or a CSR deleted meanwhile is neither
+// an approval nor an error (the caller sees the CSR's new state next).
+func (a *Approver) judge(ctx context.Context, csr *certv1.CertificateSigningRequest, nodes Nodes) (bool, error) {
+	d := Check(csr, nodes)
+	if d.Kind == KindOther {
+		return false, nil
 	}
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
+	if !d.Approve {
+		a.mu.Lock()
+		if a.logged == nil {
+			a.logged = map[string]string{}
 		}
+		if a.logged[csr.Name] != d.Reason {
+			a.logged[csr.Name] = d.Reason
+			a.logf("leaving CSR %s pending: %s", csr.Name, d.Reason)
+		}
+		a.mu.Unlock()
+		return false, nil
 	}
-	watch := func(open func(context.Context) (<-chan struct{}, func(), error)) {
-		for ctx.Err() == nil {
-			ch, stop, err := open(ctx)
-			if err != nil {
-				a.logf("watch: %v", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(2 * time.Second):
-				}
-				continue
-			}
-			for range ch {
-				poke()
-			}
-			stop()
-		}
-	}
-	go watch(func(ctx context.Context) (<-chan struct{}, func(), error) {
-		w, err := a.Client.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return events(w.ResultChan()), w.Stop, nil
+	csr = csr.DeepCopy()
+	csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
+		Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: ApprovalReason,
+		Message: "approved by kubeforge: " + d.Reason, LastUpdateTime: metav1.Now(),
 	})
-	go watch(func(ctx context.Context) (<-chan struct{}, func(), error) {
-		w, err := a.Client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return events(w.ResultChan()), w.Stop, nil
-	})
-	t := time.NewTicker(resync)
-	defer t.Stop()
-	for {
-		if _, err := a.Sync(ctx); err != nil && ctx.Err() == nil {
-			a.logf("%v", err)
-		}
-		if _, err := a.RemoveRequested(ctx); err != nil && ctx.Err() == nil {
-			a.logf("%v", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-kick:
-		case <-t.C:
-		}
+	_, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return false, nil
 	}
-}
-
-// events turns a watch's result channel into bare notifications.
-func events[T any](in <-chan T) <-chan struct{} {
-	out := make(chan struct{})
-	go func() {
-		defer close(out)
-		for range in {
-			out <- struct{}{}
-		}
-	}()
-	return out
+	if err != nil {
+		return false, fmt.Errorf("approving CSR %s: %w", csr.Name, err)
+	}
+	a.mu.Lock()
+	delete(a.logged, csr.Name)
+	a.mu.Unlock()
+	a.logf("approved CSR %s: %s", csr.Name, d.Reason)
+	return true, nil
 }

@@ -17,6 +17,7 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -193,32 +194,62 @@ func TestSync(t *testing.T) {
 	}
 }
 
-// TestRun: a CSR created while the approver runs is approved without waiting for
-// the resync interval (an hour here), through the watch.
+// TestRun: CSRs created while the approver runs are approved without waiting for
+// the resync interval (an hour here), and a CSR waiting for its Node is approved
+// once the Node registers. (TestApproverSurvivesDisconnects does the same
+// against a real apiserver whose connections break.)
 func TestRun(t *testing.T) {
 	c := fake.NewSimpleClientset(node("node01", "192.168.176.152"))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- (&Approver{Client: c}).Run(ctx, time.Hour) }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- (&Approver{Client: c}).Run(runCtx, time.Hour) }()
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of its context ending")
 		}
 	}()
-	// Give the watches a moment to be established by waiting for the first
-	// (empty) sync's list call.
-	for deadline := time.Now().Add(10 * time.Second); len(c.Actions()) < 3 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-	}
-	if _, err := c.CertificatesV1().CertificateSigningRequests().Create(ctx, servingReq("live", "node01").csr(t), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if approved(t, c, "live") {
-			return
+	waitApproved := func(name string) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+			return approved(t, c, name), nil
+		}); err != nil {
+			t.Fatalf("CSR %s was not approved by the running approver within 20s", name)
 		}
 	}
-	t.Fatal("the CSR was not approved by the running approver")
+	for _, r := range []req{servingReq("live", "node01"), servingReq("early", "node02")} {
+		if _, err := c.CertificatesV1().CertificateSigningRequests().Create(ctx, r.csr(t), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitApproved("live")
+	if approved(t, c, "early") {
+		t.Fatal("approved a CSR of a node that does not exist")
+	}
+	if _, err := c.CoreV1().Nodes().Create(ctx, node("node02", "192.168.176.153"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitApproved("early")
+
+	// A node asking for its removal is deleted.
+	asked := node("node03", "192.168.176.154")
+	asked.Annotations = map[string]string{RemovalAnnotation: "2025-01-01T00:00:00Z"}
+	if _, err := c.CoreV1().Nodes().Create(ctx, asked, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := c.CoreV1().Nodes().Get(ctx, "node03", metav1.GetOptions{})
+		return err != nil, nil
+	}); err != nil {
+		t.Fatal("Node node03 asked for its removal and is still there after 20s")
+	}
 }
 
 func TestRBACIsNarrow(t *testing.T) {
