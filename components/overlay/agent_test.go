@@ -401,7 +401,11 @@ func TestAgentResyncsAfterCompaction(t *testing.T) {
 		t.Errorf("peers after resync: %+v", st.Peers)
 	}
 	cancel()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent's loop did not return within 30s of its context ending")
+	}
 }
 
 func TestConfigParse(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -61,7 +62,11 @@ func BenchmarkAgentStart500(b *testing.B) {
 			b.Fatalf("%d peers programmed", n)
 		}
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			b.Fatal("the agent did not stop within 30s of its context ending")
+		}
 		if _, err := vxlan.Delete(ns.NL, "kubeforge.1"); err != nil {
 			b.Fatal(err)
 		}

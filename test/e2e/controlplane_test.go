@@ -311,7 +311,7 @@ type remote struct {
 func (r *remote) with(t *testing.T) *remote { c := *r; c.t = t; return &c }
 
 func (r *remote) cmd(command string) *exec.Cmd {
-	return exec.Command("ssh", "-F", r.s.Paths().SSHConfig, "-o", "BatchMode=yes", r.host, command)
+	return labSSH(r.s, r.host, command)
 }
 
 // try runs a command and returns its combined output and error.

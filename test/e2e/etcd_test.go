@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,7 +35,7 @@ type etcdLab struct {
 
 // ssh runs a shell command on a lab host and returns its combined output.
 func (l *etcdLab) ssh(host, cmd string, stdin []byte) (string, error) {
-	c := exec.Command("ssh", "-F", l.s.Paths().SSHConfig, "-o", "BatchMode=yes", host, cmd)
+	c := labSSH(l.s, host, cmd)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	if stdin != nil {

@@ -48,7 +48,7 @@ func bundleDir() string {
 func sshRun(t *testing.T, s *lab.State, host string, cmd string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	c := exec.Command("ssh", "-F", s.Paths().SSHConfig, "-o", "BatchMode=yes", host, cmd)
+	c := labSSH(s, host, cmd)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil {
 		t.Fatalf("ssh %s %q: %v\nstdout: %s\nstderr: %s", host, cmd, err, stdout.String(), stderr.String())
@@ -91,7 +91,7 @@ func TestLab(t *testing.T) {
 		if err := os.WriteFile(wrong, []byte(fmt.Sprintf("%s,%s %s\n", s.Hosts[0].Name, s.Hosts[0].Address, other)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command("ssh", "-F", s.Paths().SSHConfig, "-o", "UserKnownHostsFile="+wrong, "-o", "BatchMode=yes", s.Hosts[0].Name, "true").CombinedOutput()
+		out, err := labSSH(s, s.Hosts[0].Name, "true", "-o", "UserKnownHostsFile="+wrong).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "HOST IDENTIFICATION HAS CHANGED") {
 			t.Errorf("ssh with a wrong known host key: err=%v, output %s; want a refusal", err, out)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
@@ -40,13 +39,12 @@ type nodesBench struct {
 }
 
 func (l *nodesLab) ssh(host, cmd string, stdin []byte, env ...string) (string, error) {
-	args := []string{"-F", l.s.Paths().SSHConfig, "-o", "BatchMode=yes", host}
 	// Environment for the remote command goes into the command line, not ssh's
 	// environment (sshd would drop it).
 	if len(env) > 0 {
 		cmd = strings.Join(env, " ") + " " + cmd
 	}
-	c := exec.Command("ssh", append(args, cmd)...)
+	c := labSSH(l.s, host, cmd)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	if stdin != nil {
@@ -54,6 +52,20 @@ func (l *nodesLab) ssh(host, cmd string, stdin []byte, env ...string) (string, e
 	}
 	err := c.Run()
 	return out.String(), err
+}
+
+// controlPlaneJournals is what master01's approver, controller-manager and
+// apiserver said lately: a join that fails waiting for the control plane is
+// explained by them, and the lab is gone once the test ends.
+func (l *nodesLab) controlPlaneJournals() string {
+	var b strings.Builder
+	for _, u := range []string{"kubeforge-csr-approver", "kube-controller-manager", "kube-apiserver", "etcd"} {
+		out, _ := l.ssh("master01", "journalctl --no-pager -o short-monotonic -n 40 -u "+u, nil)
+		fmt.Fprintf(&b, "--- master01 journal of %s ---\n%s\n", u, out)
+	}
+	out, _ := l.ssh("master01", "KUBECONFIG=/etc/kubernetes/admin.conf kubectl get csr,nodes -o wide", nil)
+	fmt.Fprintf(&b, "--- CSRs and Nodes ---\n%s", out)
+	return b.String()
 }
 
 func (l *nodesLab) must(host, cmd string) string {
@@ -330,7 +342,7 @@ func TestNodes(t *testing.T) {
 		out, err := l.ssh(h, cmd, nil, env...)
 		l.bench.Joins[h] = time.Since(start)
 		if err != nil {
-			t.Fatalf("join %s: %v\n%s", h, err, out)
+			t.Fatalf("join %s: %v\n%s\n%s", h, err, out, l.controlPlaneJournals())
 		}
 		t.Logf("join %s took %s:\n%s", h, l.bench.Joins[h].Round(10*time.Millisecond), out)
 		for _, want := range []string{"[discovery] unchanged", "[etcd] done", "[kubelet] done", "[kube-proxy] done", "[wait-node] done", "is Ready", "adjusted for this host"} {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -56,7 +55,7 @@ type ovLab struct {
 
 // ssh runs cmd on host with stdin; it returns combined output and the error.
 func (l *ovLab) ssh(host, cmd string, stdin []byte) (string, error) {
-	c := exec.Command("ssh", "-F", l.s.Paths().SSHConfig, "-o", "BatchMode=yes", host, cmd)
+	c := labSSH(l.s, host, cmd)
 	if stdin != nil {
 		c.Stdin = bytes.NewReader(stdin)
 	}
@@ -319,7 +318,7 @@ func (l *ovLab) iperf3(client, clientNS, server, serverNS, addr string) float64 
 func (l *ovLab) waitRouteCount(host, cmp string, n int) <-chan float64 {
 	l.t.Helper()
 	script := fmt.Sprintf(`echo armed; while ! [ "$(ip route show dev kubeforge.1 | wc -l)" %s %d ]; do sleep 0.005; done; date +%%s.%%N`, cmp, n)
-	c := exec.Command("ssh", "-F", l.s.Paths().SSHConfig, "-o", "BatchMode=yes", host, "timeout 120 sh -c '"+script+"'")
+	c := labSSH(l.s, host, "timeout 120 sh -c '"+script+"'")
 	stdout, err := c.StdoutPipe()
 	if err != nil {
 		l.t.Fatal(err)

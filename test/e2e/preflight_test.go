@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -247,14 +246,14 @@ func installInHost(t *testing.T, p lab.Paths, name, addr string, files map[strin
 // sshOutput runs cmd on a lab host and returns stdout and stderr together; a
 // non-zero exit is the error (preflight exits 1 when checks fail).
 func sshOutput(s *lab.State, hostName, cmd string) (string, error) {
-	out, err := exec.Command("ssh", "-F", s.Paths().SSHConfig, "-o", "BatchMode=yes", hostName, cmd).CombinedOutput()
+	out, err := labSSH(s, hostName, cmd).CombinedOutput()
 	return string(out), err
 }
 
 // sshStdout is sshOutput with stdout only.
 func sshStdout(s *lab.State, hostName, cmd string) (string, error) {
 	var stdout bytes.Buffer
-	c := exec.Command("ssh", "-F", s.Paths().SSHConfig, "-o", "BatchMode=yes", hostName, cmd)
+	c := labSSH(s, hostName, cmd)
 	c.Stdout = &stdout
 	err := c.Run()
 	return stdout.String(), err
