@@ -16,6 +16,9 @@ step "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 go vet ./...
+# Direct dependencies marked "// indirect", or modules nothing imports, are how a
+# go.mod drifts from the code; -diff fails the run and prints the fix.
+go mod tidy -diff
 step "shared lab for the host-access tests"
 # Tests that only need some lab host (host/local, host/ssh on real systemd) use this
 # one; tests that shape their own hosts (test/e2e) bring up labs of their own.
