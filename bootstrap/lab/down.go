@@ -52,10 +52,16 @@ func Down(dir string, w io.Writer) error {
 	wg.Wait()
 	var all []error
 	all = append(all, errs...)
-	all = append(all, deleteNetns(hubNetns(s.ID)))
+	// The machine's end of the veth first: deleting it removes its peer in the
+	// hub at once. Deleting the hub namespace first leaves the kernel to remove
+	// the pair later, asynchronously, and a check-then-delete of the link races
+	// that ("Cannot find device", seen under load).
 	if linkExists("", machineLink(s.ID)) {
-		all = append(all, run("ip", "link", "del", machineLink(s.ID)))
+		if err := run("ip", "link", "del", machineLink(s.ID)); err != nil && linkExists("", machineLink(s.ID)) {
+			all = append(all, err)
+		}
 	}
+	all = append(all, deleteNetns(hubNetns(s.ID)))
 	unlock()
 	if err := errors.Join(all...); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -214,8 +215,11 @@ func Up(o Options) (*State, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := waitSSH(dir, h, 90*time.Second); err != nil {
-				errs[i] = fmt.Errorf("%w (console: %s)", err, filepath.Join(hostDir(dir, h.Name), "console.log"))
+			// A host boots in about a second; the bound is for a machine loaded
+			// many times over (a CI run beside other labs and builds).
+			if err := waitSSH(dir, h, sshReadyTimeout); err != nil {
+				console := filepath.Join(hostDir(dir, h.Name), "console.log")
+				errs[i] = fmt.Errorf("%w (console: %s)\n%s", err, console, tailFile(console, 15))
 				return
 			}
 			log.step("host %s ssh ready after %s", h.Name, since(start))
@@ -227,6 +231,23 @@ func Up(o Options) (*State, error) {
 	}
 	log.step("lab up: %d hosts in %s (ssh -F %s <host>)", len(o.Hosts), since(start), filepath.Join(dir, "ssh_config"))
 	return s, nil
+}
+
+// sshReadyTimeout bounds the wait for a booting host's sshd.
+const sshReadyTimeout = 3 * time.Minute
+
+// tailFile is the last n lines of a file, indented, for an error message that
+// must outlive the file (a failed test removes its lab).
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
 }
 
 // Paths returns the user-facing files of the lab.
