@@ -187,18 +187,22 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 	}
 	n := o.Cluster.Spec.Networking
 	a := Args{
-		"advertise-address":                  o.Node.Address,
-		"allow-privileged":                   "true",
-		"authorization-mode":                 "Node,RBAC",
-		"client-ca-file":                     o.pki("ca.crt"),
-		"enable-admission-plugins":           "NodeRestriction",
-		"enable-bootstrap-token-auth":        "true",
-		"etcd-cafile":                        o.pki("etcd/ca.crt"),
-		"etcd-certfile":                      o.pki("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                       o.pki("apiserver-etcd-client.key"),
-		"etcd-servers":                       strings.Join(etcd, ","),
-		"kubelet-client-certificate":         o.pki("apiserver-kubelet-client.crt"),
-		"kubelet-client-key":                 o.pki("apiserver-kubelet-client.key"),
+		"advertise-address":           o.Node.Address,
+		"allow-privileged":            "true",
+		"authorization-mode":          "Node,RBAC",
+		"client-ca-file":              o.pki("ca.crt"),
+		"enable-admission-plugins":    "NodeRestriction",
+		"enable-bootstrap-token-auth": "true",
+		"etcd-cafile":                 o.pki("etcd/ca.crt"),
+		"etcd-certfile":               o.pki("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                o.pki("apiserver-etcd-client.key"),
+		"etcd-servers":                strings.Join(etcd, ","),
+		"kubelet-client-certificate":  o.pki("apiserver-kubelet-client.crt"),
+		"kubelet-client-key":          o.pki("apiserver-kubelet-client.key"),
+		// Kubelet serving certificates come from their own CA (CIS 1.2.5): a
+		// node picks the names in its serving CSR, so the CA that signs them must
+		// be trusted for nothing but kubelets.
+		"kubelet-certificate-authority":      o.pki("kubelet-serving-ca.crt"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
 		"profiling":                          "false",
 		"proxy-client-cert-file":             o.pki("front-proxy-client.crt"),
@@ -320,8 +324,6 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 		"bind-address":                     "127.0.0.1",
 		"client-ca-file":                   o.pki("ca.crt"),
 		"cluster-name":                     o.Cluster.Metadata.Name,
-		"cluster-signing-cert-file":        o.pki("ca.crt"),
-		"cluster-signing-key-file":         o.pki("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kubeconfig":                       kc,
 		"leader-elect":                     "true",
@@ -332,6 +334,23 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 		"service-account-private-key-file": o.pki("sa.key"),
 		"service-cluster-ip-range":         n.ServiceCIDR,
 		"use-service-account-credentials":  "true",
+	}
+	// Each signer its CA: kubelet serving certificates from the kubelet-serving
+	// CA (the apiserver verifies kubelets against it and trusts it for nothing
+	// else), client certificates from the cluster CA the apiserver authenticates
+	// with. kubernetes.io/legacy-unknown gets none: it signs anything approved,
+	// and v1 CSRs cannot ask for it. The controller-manager refuses the single
+	// --cluster-signing-{cert,key}-file together with per-signer files, so an
+	// operator who sets those takes over signing altogether.
+	if !extra.Has("cluster-signing-cert-file") && !extra.Has("cluster-signing-key-file") {
+		for flag, ca := range map[string]string{
+			"kubelet-serving":       "kubelet-serving-ca",
+			"kubelet-client":        "ca",
+			"kube-apiserver-client": "ca",
+		} {
+			a["cluster-signing-"+flag+"-cert-file"] = o.pki(ca + ".crt")
+			a["cluster-signing-"+flag+"-key-file"] = o.pki(ca + ".key")
+		}
 	}
 	if extra["allocate-node-cidrs"] == "true" {
 		a["cluster-cidr"] = n.PodCIDR

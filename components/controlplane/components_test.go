@@ -44,23 +44,24 @@ func TestAPIServerFlags(t *testing.T) {
 	o := testOptions(t)
 	c := all(t, o)[0]
 	want := map[string]string{
-		"advertise-address":            "192.168.161.151",
-		"authorization-mode":           "Node,RBAC",
-		"enable-admission-plugins":     "NodeRestriction",
-		"profiling":                    "false",
-		"etcd-servers":                 "https://192.168.161.151:2379,https://192.168.161.152:2379,https://192.168.161.153:2379",
-		"etcd-certfile":                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
-		"service-account-issuer":       "https://kubernetes.default.svc.cluster.local",
-		"service-account-key-file":     "/etc/kubernetes/pki/sa.pub",
-		"requestheader-client-ca-file": "/etc/kubernetes/pki/front-proxy-ca.crt",
-		"proxy-client-cert-file":       "/etc/kubernetes/pki/front-proxy-client.crt",
-		"audit-log-maxage":             "30",
-		"audit-log-maxbackup":          "10",
-		"audit-log-maxsize":            "100",
-		"audit-policy-file":            "/etc/kubernetes/audit-policy.yaml",
-		"encryption-provider-config":   "/etc/kubernetes/encryption-config.yaml",
-		"authentication-config":        "/etc/kubernetes/authentication-config.yaml",
-		"secure-port":                  "6443",
+		"advertise-address":             "192.168.161.151",
+		"authorization-mode":            "Node,RBAC",
+		"enable-admission-plugins":      "NodeRestriction",
+		"profiling":                     "false",
+		"etcd-servers":                  "https://192.168.161.151:2379,https://192.168.161.152:2379,https://192.168.161.153:2379",
+		"etcd-certfile":                 "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+		"service-account-issuer":        "https://kubernetes.default.svc.cluster.local",
+		"service-account-key-file":      "/etc/kubernetes/pki/sa.pub",
+		"requestheader-client-ca-file":  "/etc/kubernetes/pki/front-proxy-ca.crt",
+		"proxy-client-cert-file":        "/etc/kubernetes/pki/front-proxy-client.crt",
+		"kubelet-certificate-authority": "/etc/kubernetes/pki/kubelet-serving-ca.crt",
+		"audit-log-maxage":              "30",
+		"audit-log-maxbackup":           "10",
+		"audit-log-maxsize":             "100",
+		"audit-policy-file":             "/etc/kubernetes/audit-policy.yaml",
+		"encryption-provider-config":    "/etc/kubernetes/encryption-config.yaml",
+		"authentication-config":         "/etc/kubernetes/authentication-config.yaml",
+		"secure-port":                   "6443",
 	}
 	for k, v := range want {
 		if c.Args[k] != v {
@@ -126,18 +127,39 @@ func TestControllerManagerDefaults(t *testing.T) {
 		"allocate-node-cidrs":             "false",
 		"controllers":                     "*,bootstrapsigner,tokencleaner",
 		"use-service-account-credentials": "true",
-		"cluster-signing-cert-file":       "/etc/kubernetes/pki/ca.crt",
-		"cluster-signing-key-file":        "/etc/kubernetes/pki/ca.key",
 		"kubeconfig":                      "/etc/kubernetes/controller-manager.conf",
 		"profiling":                       "false",
 		"bind-address":                    "127.0.0.1",
+		// Kubelet serving certificates from their own CA, clients from the
+		// cluster CA; no catch-all signer.
+		"cluster-signing-kubelet-serving-cert-file":       "/etc/kubernetes/pki/kubelet-serving-ca.crt",
+		"cluster-signing-kubelet-serving-key-file":        "/etc/kubernetes/pki/kubelet-serving-ca.key",
+		"cluster-signing-kubelet-client-cert-file":        "/etc/kubernetes/pki/ca.crt",
+		"cluster-signing-kubelet-client-key-file":         "/etc/kubernetes/pki/ca.key",
+		"cluster-signing-kube-apiserver-client-cert-file": "/etc/kubernetes/pki/ca.crt",
+		"cluster-signing-kube-apiserver-client-key-file":  "/etc/kubernetes/pki/ca.key",
 	} {
 		if cm.Args[k] != v {
 			t.Errorf("--%s=%q, want %q", k, cm.Args[k], v)
 		}
 	}
-	if cm.Args.Has("cluster-cidr") {
-		t.Error("cluster-cidr set although node CIDR allocation is off")
+	for _, k := range []string{"cluster-cidr", "cluster-signing-cert-file", "cluster-signing-key-file", "cluster-signing-legacy-unknown-cert-file"} {
+		if cm.Args.Has(k) {
+			t.Errorf("--%s is set", k)
+		}
+	}
+	// The controller-manager refuses the catch-all files together with
+	// per-signer ones: an operator's catch-all replaces kubeforge's per-signer set.
+	o := testOptions(t)
+	o.Cluster.Spec.Components.ControllerManager.ExtraArgs = map[string]string{"cluster-signing-cert-file": "/x/ca.crt", "cluster-signing-key-file": "/x/ca.key"}
+	cm, err := o.ControllerManagerComponent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range cm.Args {
+		if strings.HasPrefix(k, "cluster-signing-") && k != "cluster-signing-cert-file" && k != "cluster-signing-key-file" {
+			t.Errorf("--%s set together with the operator's --cluster-signing-cert-file", k)
+		}
 	}
 }
 
