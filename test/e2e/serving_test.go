@@ -138,7 +138,12 @@ func (l *nodesLab) servingCertAttacks(endpoint string) func(t *testing.T) {
 		patch := `[{"op":"add","path":"/status/addresses/-","value":{"type":"InternalDNS","address":"kubernetes.default.svc"}},` +
 			`{"op":"add","path":"/status/addresses/-","value":{"type":"InternalIP","address":"10.96.0.1"}},` +
 			`{"op":"add","path":"/status/addresses/-","value":{"type":"Hostname","address":"master01"}}]`
-		if out, err := l.ssh("node01", kubectlAsNode01+"patch node node01 --subresource=status --type=json -p '"+patch+"'", nil); err != nil {
+		// kubectl patch --subresource=status first reads nodes/status, which a
+		// node may not; the kubelet's own PATCH is what NodeRestriction allows.
+		cred := "/var/lib/kubelet/pki/kubelet-client-current.pem"
+		out, err := l.ssh("node01", "curl -sS -f --cacert /etc/kubernetes/pki/ca.crt --cert "+cred+" --key "+cred+
+			" -X PATCH -H 'Content-Type: application/json-patch+json' --data-binary @- https://"+endpoint+"/api/v1/nodes/node01/status", []byte(patch))
+		if err != nil || !strings.Contains(out, `"kubernetes.default.svc"`) {
 			t.Errorf("node01 could not write its own status: %v\n%s", err, out)
 		}
 
