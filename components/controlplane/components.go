@@ -187,22 +187,18 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 	}
 	n := o.Cluster.Spec.Networking
 	a := Args{
-		"advertise-address":           o.Node.Address,
-		"allow-privileged":            "true",
-		"authorization-mode":          "Node,RBAC",
-		"client-ca-file":              o.pki("ca.crt"),
-		"enable-admission-plugins":    "NodeRestriction",
-		"enable-bootstrap-token-auth": "true",
-		"etcd-cafile":                 o.pki("etcd/ca.crt"),
-		"etcd-certfile":               o.pki("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                o.pki("apiserver-etcd-client.key"),
-		"etcd-servers":                strings.Join(etcd, ","),
-		"kubelet-client-certificate":  o.pki("apiserver-kubelet-client.crt"),
-		"kubelet-client-key":          o.pki("apiserver-kubelet-client.key"),
-		// Kubelet serving certificates come from their own CA (CIS 1.2.5): a
-		// node picks the names in its serving CSR, so the CA that signs them must
-		// be trusted for nothing but kubelets.
-		"kubelet-certificate-authority":      o.pki("kubelet-serving-ca.crt"),
+		"advertise-address":                  o.Node.Address,
+		"allow-privileged":                   "true",
+		"authorization-mode":                 "Node,RBAC",
+		"client-ca-file":                     o.pki("ca.crt"),
+		"enable-admission-plugins":           "NodeRestriction",
+		"enable-bootstrap-token-auth":        "true",
+		"etcd-cafile":                        o.pki("etcd/ca.crt"),
+		"etcd-certfile":                      o.pki("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                       o.pki("apiserver-etcd-client.key"),
+		"etcd-servers":                       strings.Join(etcd, ","),
+		"kubelet-client-certificate":         o.pki("apiserver-kubelet-client.crt"),
+		"kubelet-client-key":                 o.pki("apiserver-kubelet-client.key"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
 		"profiling":                          "false",
 		"proxy-client-cert-file":             o.pki("front-proxy-client.crt"),
@@ -239,6 +235,10 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 		"shutdown-send-retry-after":               "true",
 		"shutdown-watch-termination-grace-period": APIServerWatchGrace.String(),
 	}
+	// Kubelet serving certificates come from their own CA (CIS 1.2.5): a node
+	// picks the names in its serving CSR, so the CA that signs them must be
+	// trusted for nothing but kubelets.
+	a["kubelet-certificate-authority"] = o.pki("kubelet-serving-ca.crt")
 	c := Component{Name: APIServer, Field: field, Binary: path.Join(o.binDir(), APIServer), Notify: true, HealthCA: true}
 
 	// The files are kubeforge's unless the configuration points the flag elsewhere.

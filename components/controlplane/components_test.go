@@ -44,29 +44,31 @@ func TestAPIServerFlags(t *testing.T) {
 	o := testOptions(t)
 	c := all(t, o)[0]
 	want := map[string]string{
-		"advertise-address":             "192.168.161.151",
-		"authorization-mode":            "Node,RBAC",
-		"enable-admission-plugins":      "NodeRestriction",
-		"profiling":                     "false",
-		"etcd-servers":                  "https://192.168.161.151:2379,https://192.168.161.152:2379,https://192.168.161.153:2379",
-		"etcd-certfile":                 "/etc/kubernetes/pki/apiserver-etcd-client.crt",
-		"service-account-issuer":        "https://kubernetes.default.svc.cluster.local",
-		"service-account-key-file":      "/etc/kubernetes/pki/sa.pub",
-		"requestheader-client-ca-file":  "/etc/kubernetes/pki/front-proxy-ca.crt",
-		"proxy-client-cert-file":        "/etc/kubernetes/pki/front-proxy-client.crt",
-		"kubelet-certificate-authority": "/etc/kubernetes/pki/kubelet-serving-ca.crt",
-		"audit-log-maxage":              "30",
-		"audit-log-maxbackup":           "10",
-		"audit-log-maxsize":             "100",
-		"audit-policy-file":             "/etc/kubernetes/audit-policy.yaml",
-		"encryption-provider-config":    "/etc/kubernetes/encryption-config.yaml",
-		"authentication-config":         "/etc/kubernetes/authentication-config.yaml",
-		"secure-port":                   "6443",
+		"advertise-address":            "192.168.161.151",
+		"authorization-mode":           "Node,RBAC",
+		"enable-admission-plugins":     "NodeRestriction",
+		"profiling":                    "false",
+		"etcd-servers":                 "https://192.168.161.151:2379,https://192.168.161.152:2379,https://192.168.161.153:2379",
+		"etcd-certfile":                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+		"service-account-issuer":       "https://kubernetes.default.svc.cluster.local",
+		"service-account-key-file":     "/etc/kubernetes/pki/sa.pub",
+		"requestheader-client-ca-file": "/etc/kubernetes/pki/front-proxy-ca.crt",
+		"proxy-client-cert-file":       "/etc/kubernetes/pki/front-proxy-client.crt",
+		"audit-log-maxage":             "30",
+		"audit-log-maxbackup":          "10",
+		"audit-log-maxsize":            "100",
+		"audit-policy-file":            "/etc/kubernetes/audit-policy.yaml",
+		"encryption-provider-config":   "/etc/kubernetes/encryption-config.yaml",
+		"authentication-config":        "/etc/kubernetes/authentication-config.yaml",
+		"secure-port":                  "6443",
 	}
 	for k, v := range want {
 		if c.Args[k] != v {
 			t.Errorf("--%s=%q, want %q", k, c.Args[k], v)
 		}
+	}
+	if got := c.Args["kubelet-certificate-authority"]; got != "/etc/kubernetes/pki/kubelet-serving-ca.crt" {
+		t.Errorf("--kubelet-certificate-authority=%q: kubelets must be verified against the kubelet-serving CA", got)
 	}
 	if c.Args.Has("anonymous-auth") {
 		t.Error("--anonymous-auth set together with --authentication-config (the apiserver refuses both)")
