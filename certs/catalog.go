@@ -24,6 +24,13 @@ const (
 	CertAPIServerEtcdClient    = "apiserver-etcd-client"
 	CertEtcdOverlayClient      = "etcd-overlay-client"
 	CertServiceAccount         = "sa"
+	// CertKubeletServingCA signs the kubelets' serving certificates (the
+	// controller-manager's kubernetes.io/kubelet-serving signer) and nothing
+	// else. It is a CA of its own so that a node, which chooses the names in its
+	// serving CSR, can never obtain a certificate a client trusts for the API
+	// server: only kube-apiserver trusts this CA (--kubelet-certificate-authority),
+	// and only to verify kubelets.
+	CertKubeletServingCA = "kubelet-serving-ca"
 )
 
 // Subjects the components expect. Since kubeadm 1.29 the apiserver's kubelet client
@@ -66,6 +73,7 @@ var catalog = []certDef{
 	{name: CertEtcdOverlayClient, baseName: "etcd/overlay-client", caName: CertEtcdCA, long: "overlay agent client certificate for etcd",
 		leaf: func(s *Spec, _ Host) LeafSpec { return client(s.OverlayClientCN)(s, Host{}) }},
 	{name: CertServiceAccount, baseName: "sa", long: "service-account token signing key pair"},
+	{name: CertKubeletServingCA, baseName: "kubelet-serving-ca", long: "self-signed CA of the kubelets' serving certificates"},
 }
 
 // CertNames lists the certificates in the order they are created.
@@ -78,7 +86,7 @@ func CertNames() []string {
 }
 
 // caNames lists the CAs.
-func caNames() []string { return []string{CertCA, CertFrontProxyCA, CertEtcdCA} }
+func caNames() []string { return []string{CertCA, CertFrontProxyCA, CertEtcdCA, CertKubeletServingCA} }
 
 func lookupCert(name string) (certDef, bool) {
 	for _, d := range catalog {

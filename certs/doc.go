@@ -11,6 +11,7 @@
 //	<certDir>/front-proxy-ca.{crt,key}            aggregation layer CA
 //	<certDir>/front-proxy-client.{crt,key}        aggregation layer client
 //	<certDir>/sa.{key,pub}                        service-account token key pair
+//	<certDir>/kubelet-serving-ca.{crt,key}        CA of the kubelets' serving certs (kubeforge's own)
 //	<certDir>/etcd/ca.{crt,key}                   etcd CA
 //	<certDir>/etcd/server.{crt,key}               this node's etcd serving cert
 //	<certDir>/etcd/peer.{crt,key}                 this node's etcd peer cert

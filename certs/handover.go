@@ -19,6 +19,7 @@ var SharedFiles = []string{
 	"sa.key", "sa.pub",
 	"front-proxy-ca.crt", "front-proxy-ca.key",
 	"etcd/ca.crt", "etcd/ca.key",
+	"kubelet-serving-ca.crt", "kubelet-serving-ca.key",
 }
 
 // ReadSharedFiles reads SharedFiles from certDir, keyed by their relative path. Every

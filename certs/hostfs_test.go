@@ -33,7 +33,7 @@ func TestHostFS(t *testing.T) {
 			secret[a.Path] = a.Secret
 		}
 	}
-	if len(secret) != 3*2+2+8*2+6 {
+	if len(secret) != 4*2+2+8*2+6 { // 4 CAs, sa, 8 leaves, 6 kubeconfigs
 		t.Errorf("dry run planned %d files", len(secret))
 	}
 	for path, s := range secret {

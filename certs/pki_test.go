@@ -90,7 +90,7 @@ func TestCreateAllIssuesAVerifiablePKI(t *testing.T) {
 			}
 
 			// CAs: self-signed, CA:TRUE, may sign certificates, 10 years.
-			for _, ca := range []struct{ file, cn string }{{"ca", "kubernetes"}, {"front-proxy-ca", "front-proxy-ca"}, {"etcd/ca", "etcd-ca"}} {
+			for _, ca := range []struct{ file, cn string }{{"ca", "kubernetes"}, {"front-proxy-ca", "front-proxy-ca"}, {"etcd/ca", "etcd-ca"}, {"kubelet-serving-ca", "kubelet-serving-ca"}} {
 				c := mustReadCert(t, filepath.Join(pki, ca.file+".crt"))
 				if !c.IsCA || !c.BasicConstraintsValid || c.KeyUsage&x509.KeyUsageCertSign == 0 {
 					t.Errorf("%s: not a signing CA (IsCA=%v KeyUsage=%v)", ca.file, c.IsCA, c.KeyUsage)
@@ -210,7 +210,7 @@ func TestCreateAllIssuesAVerifiablePKI(t *testing.T) {
 
 			// Modes of every file and directory, kubeadm's.
 			wantModes := map[string]fs.FileMode{"pki": fs.ModeDir | 0o755, "pki/etcd": fs.ModeDir | 0o755}
-			for _, f := range []string{"ca", "front-proxy-ca", "etcd/ca", "apiserver", "apiserver-kubelet-client", "front-proxy-client",
+			for _, f := range []string{"ca", "front-proxy-ca", "etcd/ca", "kubelet-serving-ca", "apiserver", "apiserver-kubelet-client", "front-proxy-client",
 				"etcd/server", "etcd/peer", "etcd/healthcheck-client", "apiserver-etcd-client", "etcd/overlay-client"} {
 				wantModes["pki/"+f+".crt"] = 0o644
 				wantModes["pki/"+f+".key"] = 0o600

@@ -24,7 +24,7 @@ func TestCheckExpiration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.CAs) != 3 || len(r.Certificates) != len(KubeconfigNames())+8 {
+	if len(r.CAs) != 4 || len(r.Certificates) != len(KubeconfigNames())+8 {
 		t.Fatalf("report has %d CAs and %d certificates", len(r.CAs), len(r.Certificates))
 	}
 	for _, c := range r.Certificates {
@@ -53,7 +53,7 @@ func TestCheckExpiration(t *testing.T) {
 
 	var text bytes.Buffer
 	r.WriteText(&text)
-	for _, want := range []string{"CERTIFICATE AUTHORITY", "EXTERNALLY MANAGED", "admin.conf", "etcd-overlay-client", "364d", "9y", "front-proxy-ca"} {
+	for _, want := range []string{"CERTIFICATE AUTHORITY", "EXTERNALLY MANAGED", "admin.conf", "etcd-overlay-client", "364d", "9y", "front-proxy-ca", "kubelet-serving-ca"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

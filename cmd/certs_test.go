@@ -43,7 +43,7 @@ func TestCertsCheckExpirationCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r certs.ExpirationReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.CAs) != 3 {
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.CAs) != 4 {
 		t.Fatalf("json output (%v):\n%s", err, out)
 	}
 	if _, err := runRoot(t, "", "certs", "check-expiration", "-o", "yaml"); err == nil {

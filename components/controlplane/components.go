@@ -235,6 +235,10 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 		"shutdown-send-retry-after":               "true",
 		"shutdown-watch-termination-grace-period": APIServerWatchGrace.String(),
 	}
+	// Kubelet serving certificates come from their own CA (CIS 1.2.5): a node
+	// picks the names in its serving CSR, so the CA that signs them must be
+	// trusted for nothing but kubelets.
+	a["kubelet-certificate-authority"] = o.pki("kubelet-serving-ca.crt")
 	c := Component{Name: APIServer, Field: field, Binary: path.Join(o.binDir(), APIServer), Notify: true, HealthCA: true}
 
 	// The files are kubeforge's unless the configuration points the flag elsewhere.
@@ -320,8 +324,6 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 		"bind-address":                     "127.0.0.1",
 		"client-ca-file":                   o.pki("ca.crt"),
 		"cluster-name":                     o.Cluster.Metadata.Name,
-		"cluster-signing-cert-file":        o.pki("ca.crt"),
-		"cluster-signing-key-file":         o.pki("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kubeconfig":                       kc,
 		"leader-elect":                     "true",
@@ -332,6 +334,23 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 		"service-account-private-key-file": o.pki("sa.key"),
 		"service-cluster-ip-range":         n.ServiceCIDR,
 		"use-service-account-credentials":  "true",
+	}
+	// Each signer its CA: kubelet serving certificates from the kubelet-serving
+	// CA (the apiserver verifies kubelets against it and trusts it for nothing
+	// else), client certificates from the cluster CA the apiserver authenticates
+	// with. kubernetes.io/legacy-unknown gets none: it signs anything approved,
+	// and v1 CSRs cannot ask for it. The controller-manager refuses the single
+	// --cluster-signing-{cert,key}-file together with per-signer files, so an
+	// operator who sets those takes over signing altogether.
+	if !extra.Has("cluster-signing-cert-file") && !extra.Has("cluster-signing-key-file") {
+		for flag, ca := range map[string]string{
+			"kubelet-serving":       "kubelet-serving-ca",
+			"kubelet-client":        "ca",
+			"kube-apiserver-client": "ca",
+		} {
+			a["cluster-signing-"+flag+"-cert-file"] = o.pki(ca + ".crt")
+			a["cluster-signing-"+flag+"-key-file"] = o.pki(ca + ".key")
+		}
 	}
 	if extra["allocate-node-cidrs"] == "true" {
 		a["cluster-cidr"] = n.PodCIDR

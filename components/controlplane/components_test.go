@@ -67,6 +67,9 @@ func TestAPIServerFlags(t *testing.T) {
 			t.Errorf("--%s=%q, want %q", k, c.Args[k], v)
 		}
 	}
+	if got := c.Args["kubelet-certificate-authority"]; got != "/etc/kubernetes/pki/kubelet-serving-ca.crt" {
+		t.Errorf("--kubelet-certificate-authority=%q: kubelets must be verified against the kubelet-serving CA", got)
+	}
 	if c.Args.Has("anonymous-auth") {
 		t.Error("--anonymous-auth set together with --authentication-config (the apiserver refuses both)")
 	}
@@ -126,18 +129,39 @@ func TestControllerManagerDefaults(t *testing.T) {
 		"allocate-node-cidrs":             "false",
 		"controllers":                     "*,bootstrapsigner,tokencleaner",
 		"use-service-account-credentials": "true",
-		"cluster-signing-cert-file":       "/etc/kubernetes/pki/ca.crt",
-		"cluster-signing-key-file":        "/etc/kubernetes/pki/ca.key",
 		"kubeconfig":                      "/etc/kubernetes/controller-manager.conf",
 		"profiling":                       "false",
 		"bind-address":                    "127.0.0.1",
+		// Kubelet serving certificates from their own CA, clients from the
+		// cluster CA; no catch-all signer.
+		"cluster-signing-kubelet-serving-cert-file":       "/etc/kubernetes/pki/kubelet-serving-ca.crt",
+		"cluster-signing-kubelet-serving-key-file":        "/etc/kubernetes/pki/kubelet-serving-ca.key",
+		"cluster-signing-kubelet-client-cert-file":        "/etc/kubernetes/pki/ca.crt",
+		"cluster-signing-kubelet-client-key-file":         "/etc/kubernetes/pki/ca.key",
+		"cluster-signing-kube-apiserver-client-cert-file": "/etc/kubernetes/pki/ca.crt",
+		"cluster-signing-kube-apiserver-client-key-file":  "/etc/kubernetes/pki/ca.key",
 	} {
 		if cm.Args[k] != v {
 			t.Errorf("--%s=%q, want %q", k, cm.Args[k], v)
 		}
 	}
-	if cm.Args.Has("cluster-cidr") {
-		t.Error("cluster-cidr set although node CIDR allocation is off")
+	for _, k := range []string{"cluster-cidr", "cluster-signing-cert-file", "cluster-signing-key-file", "cluster-signing-legacy-unknown-cert-file"} {
+		if cm.Args.Has(k) {
+			t.Errorf("--%s is set", k)
+		}
+	}
+	// The controller-manager refuses the catch-all files together with
+	// per-signer ones: an operator's catch-all replaces kubeforge's per-signer set.
+	o := testOptions(t)
+	o.Cluster.Spec.Components.ControllerManager.ExtraArgs = map[string]string{"cluster-signing-cert-file": "/x/ca.crt", "cluster-signing-key-file": "/x/ca.key"}
+	cm, err := o.ControllerManagerComponent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range cm.Args {
+		if strings.HasPrefix(k, "cluster-signing-") && k != "cluster-signing-cert-file" && k != "cluster-signing-key-file" {
+			t.Errorf("--%s set together with the operator's --cluster-signing-cert-file", k)
+		}
 	}
 }
 

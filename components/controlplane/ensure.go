@@ -194,7 +194,7 @@ func WriteIfChanged(ctx context.Context, h host.Host, f File) (bool, error) {
 
 // inputFlag reports whether a flag names a file the daemon reads at start.
 func inputFlag(name string) bool {
-	for _, s := range []string{"-file", "kubeconfig", "-config", "cafile", "certfile", "keyfile", "-certificate", "-client-key"} {
+	for _, s := range []string{"-file", "kubeconfig", "-config", "cafile", "certfile", "keyfile", "-certificate", "-client-key", "-certificate-authority"} {
 		if strings.HasSuffix(name, s) {
 			return true
 		}

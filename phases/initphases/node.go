@@ -21,8 +21,11 @@ func (r *run) csrApproverPhase() workflow.Phase {
 		Long: `Kubernetes signs kubelet serving certificates once approved but never approves
 them. This installs ` + csrapprover.UnitName + ` on the control-plane host: it
 approves a kubelet serving CSR only from the node identity of an existing Node
-and only for that Node's own addresses, and a node's request for a kube-proxy
-client certificate; anything else stays pending for a human. It runs with its own
+and only for that node's own name and the address the cluster configuration
+records for it (never the API server's names, the service network, the
+endpoint or another host's names), and a node's request for a kube-proxy
+client certificate; anything else stays pending for a human. The
+controller-manager signs serving certificates with the kubelet-serving CA. It runs with its own
 client certificate (CN ` + csrapprover.User + `) and narrow RBAC. It also deletes
 the Node of a worker whose 'kubeforge reset' asked for it.`,
 		RunIf: hasRole(config.RoleControlPlane),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd/fakehost"
 	"github.com/kubeforge/kubeforge/components/discovery"
 	"github.com/kubeforge/kubeforge/phases/rundata"
@@ -67,7 +68,7 @@ func TestNewDataRefusesBadInputOffline(t *testing.T) {
 
 func TestCertFilesFor(t *testing.T) {
 	up := map[string][]byte{}
-	for _, f := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key"} {
+	for _, f := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key", "kubelet-serving-ca.crt", "kubelet-serving-ca.key"} {
 		up[f] = []byte(f)
 	}
 	worker := &config.Host{Name: "w", Roles: []config.Role{config.RoleWorker}}
@@ -79,7 +80,7 @@ func TestCertFilesFor(t *testing.T) {
 	if f, err := certFilesFor(etcd, up); err != nil || len(f) != 2 || f["etcd/ca.key"] == nil || f["ca.key"] != nil {
 		t.Errorf("an etcd member gets %v %v: only the etcd CA", f, err)
 	}
-	if f, err := certFilesFor(cp, up); err != nil || len(f) != 8 {
+	if f, err := certFilesFor(cp, up); err != nil || len(f) != len(certs.SharedFiles) || f["kubelet-serving-ca.key"] == nil {
 		t.Errorf("a control-plane host gets %d files %v", len(f), err)
 	}
 	delete(up, "etcd/ca.key")

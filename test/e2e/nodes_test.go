@@ -421,6 +421,11 @@ func TestNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Serving certificates come from the kubelet-serving CA, clients from the cluster CA.
+		servingCA, err := certs.ParseCA([]byte(l.must("master01", "cat /etc/kubernetes/pki/kubelet-serving-ca.crt")+"\n"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, h := range hosts {
 			if !serving[h] {
 				t.Errorf("no approved serving CSR of %s", h)
@@ -434,7 +439,11 @@ func TestNodes(t *testing.T) {
 					t.Errorf("%s %s: %v", h, f.path, err)
 					continue
 				}
-				if err := ca.Verify(c, time.Now(), f.usage); err != nil {
+				signer := ca
+				if f.usage == x509.ExtKeyUsageServerAuth {
+					signer = servingCA
+				}
+				if err := signer.Verify(c, time.Now(), f.usage); err != nil {
 					t.Errorf("%s %s: %v", h, f.path, err)
 				}
 				if f.usage == x509.ExtKeyUsageServerAuth && c.VerifyHostname(l.addr[h]) != nil {
@@ -502,6 +511,11 @@ func TestNodes(t *testing.T) {
 			t.Errorf("kubectl logs: %q", logs)
 		}
 	})
+
+	// Issue 15 item 1 (serving_test.go): node01 cannot get a serving
+	// certificate for the API server's names or other hosts'.
+	t.Run("a node cannot get a serving certificate for names that are not its own", l.servingCertAttacks(endpoint))
+	t.Run("kubectl logs and exec verify kubelets against the kubelet-serving CA", l.logsAndExec)
 
 	t.Run("joining again changes nothing", func(t *testing.T) {
 		out, err := l.ssh("node01", joinCmd, nil)

@@ -145,7 +145,7 @@ func (c *controller) handle(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.a.judge(ctx, csr, nodes)
+		_, err = c.a.judge(ctx, csr, c.a.inputs(ctx, nodes))
 		return err
 	case strings.HasPrefix(key, nodeKey):
 		name := strings.TrimPrefix(key, nodeKey)

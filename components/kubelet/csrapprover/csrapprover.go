@@ -22,10 +22,14 @@
 //     expects (CN = the requester for serving certificates, O = system:nodes;
 //     CN system:kube-proxy and nothing else for kube-proxy);
 //   - key usages are those of a TLS server (or client) certificate, nothing more;
-//   - a serving certificate's DNS names and IPs are all among the requesting
-//     Node's own status addresses, and no IP is an address of another Node. A
-//     node could lie in its own status, but it cannot take another node's
-//     address, which is what a stolen serving certificate would be good for.
+//   - a serving certificate names only the requesting node's own name and the
+//     address(es) the control plane recorded for its host in the uploaded
+//     cluster configuration (kube-system/kubeforge-config), never what the node
+//     wrote into its own status; and never a name or IP of the API server, the
+//     service network, the control-plane endpoint, or another host or Node
+//     (see Policy). The controller-manager signs what is approved with the
+//     kubelet-serving CA, which only kube-apiserver trusts, and only for
+//     kubelets.
 //
 // A CSR that fails a check is left pending (an operator may still approve it by
 // hand) and the reason is logged once; it is never denied automatically.
@@ -37,7 +41,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -91,7 +94,7 @@ type Nodes map[string]*corev1.Node
 
 // Check decides on one CSR. It does not look at the CSR's status: callers only
 // pass pending requests.
-func Check(csr *certv1.CertificateSigningRequest, nodes Nodes) Decision {
+func Check(csr *certv1.CertificateSigningRequest, in Inputs) Decision {
 	d := Decision{}
 	switch csr.Spec.SignerName {
 	case certv1.KubeletServingSignerName:
@@ -113,8 +116,7 @@ func Check(csr *certv1.CertificateSigningRequest, nodes Nodes) Decision {
 		return deny("requested by %q, not by a node identity", csr.Spec.Username)
 	}
 	d.Node = strings.TrimPrefix(csr.Spec.Username, nodeUserPrefix)
-	node, ok := nodes[d.Node]
-	if !ok {
+	if _, ok := in.Nodes[d.Node]; !ok {
 		return deny("node %s does not exist (yet)", d.Node)
 	}
 	req, err := parseCSR(csr.Spec.Request)
@@ -135,7 +137,7 @@ func Check(csr *certv1.CertificateSigningRequest, nodes Nodes) Decision {
 		if len(req.DNSNames)+len(req.IPAddresses) == 0 {
 			return deny("names no DNS name or IP address")
 		}
-		if err := sansOfNode(req, node, nodes); err != nil {
+		if err := sansOfNode(req, d.Node, in); err != nil {
 			return deny("%v", err)
 		}
 		d.Approve, d.Reason = true, fmt.Sprintf("kubelet serving certificate of node %s for %s", d.Node, sanList(req))
@@ -192,42 +194,6 @@ func usages(got []certv1.KeyUsage, required certv1.KeyUsage) error {
 	return nil
 }
 
-func sansOfNode(req *x509.CertificateRequest, node *corev1.Node, nodes Nodes) error {
-	names := map[string]bool{}
-	ips := map[string]bool{}
-	for _, a := range node.Status.Addresses {
-		switch a.Type {
-		case corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeExternalDNS:
-			names[a.Address] = true
-		case corev1.NodeInternalIP, corev1.NodeExternalIP:
-			if ip := net.ParseIP(a.Address); ip != nil {
-				ips[ip.String()] = true
-			}
-		}
-	}
-	for _, n := range req.DNSNames {
-		if !names[n] {
-			return fmt.Errorf("DNS name %q is not an address of node %s", n, node.Name)
-		}
-	}
-	for _, ip := range req.IPAddresses {
-		if !ips[ip.String()] {
-			return fmt.Errorf("IP %s is not an address of node %s", ip, node.Name)
-		}
-		for name, other := range nodes {
-			if name == node.Name {
-				continue
-			}
-			for _, a := range other.Status.Addresses {
-				if (a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP) && net.ParseIP(a.Address).Equal(ip) {
-					return fmt.Errorf("IP %s is also an address of node %s", ip, name)
-				}
-			}
-		}
-	}
-	return nil
-}
-
 func sanList(r *x509.CertificateRequest) string {
 	var out []string
 	out = append(out, r.DNSNames...)
@@ -250,6 +216,10 @@ func pending(csr *certv1.CertificateSigningRequest) bool {
 type Approver struct {
 	Client kubernetes.Interface
 	Logf   func(format string, a ...any)
+	// APIServerCert is the apiserver's serving certificate file on this host;
+	// its SANs are refused in kubelet serving certificates. Empty: only those
+	// the cluster configuration implies.
+	APIServerCert string
 
 	mu     sync.Mutex
 	logged map[string]string // CSR name -> last reason logged, so a pending CSR is reported once
@@ -328,10 +298,11 @@ func (a *Approver) Sync(ctx context.Context) ([]string, error) {
 	for i := range nl.Items {
 		nodes[nl.Items[i].Name] = &nl.Items[i]
 	}
+	in := a.inputs(ctx, nodes)
 	var approved []string
 	var errs []error
 	for _, csr := range todo {
-		ok, err := a.judge(ctx, csr, nodes)
+		ok, err := a.judge(ctx, csr, in)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -345,8 +316,8 @@ func (a *Approver) Sync(ctx context.Context) ([]string, error) {
 // judge approves csr if Check allows it, and logs a refusal once per reason. It
 // reports whether it approved; a conflict or a CSR deleted meanwhile is neither
 // an approval nor an error (the caller sees the CSR's new state next).
-func (a *Approver) judge(ctx context.Context, csr *certv1.CertificateSigningRequest, nodes Nodes) (bool, error) {
-	d := Check(csr, nodes)
+func (a *Approver) judge(ctx context.Context, csr *certv1.CertificateSigningRequest, in Inputs) (bool, error) {
+	d := Check(csr, in)
 	if d.Kind == KindOther {
 		return false, nil
 	}

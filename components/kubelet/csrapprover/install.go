@@ -20,6 +20,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/clusterinfo"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 )
 
@@ -33,7 +34,8 @@ const (
 )
 
 // RBAC is the least the approver needs: read CSRs and Nodes, approve for the two
-// signers it handles and no other, and delete Nodes that asked for it.
+// signers it handles and no other, and delete Nodes that asked for it. It also
+// reads one ConfigMap (ConfigRBAC).
 func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: RoleName},
@@ -49,6 +51,23 @@ func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: RoleName},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: RoleName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}},
+	}
+	return role, binding
+}
+
+// ConfigRBAC lets the approver read the uploaded cluster configuration, whose
+// hosts table says what a kubelet serving certificate may name: get on that
+// one ConfigMap in kube-system, nothing else.
+func ConfigRBAC() (*rbacv1.Role, *rbacv1.RoleBinding) {
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: metav1.NamespaceSystem},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
+			ResourceNames: []string{clusterinfo.ConfigMapName}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: metav1.NamespaceSystem},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: RoleName},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}},
 	}
 	return role, binding
@@ -72,13 +91,30 @@ func EnsureRBAC(ctx context.Context, c kubernetes.Interface) ([]string, error) {
 	if ch {
 		changed = append(changed, "ClusterRoleBinding "+binding.Name)
 	}
+	nsRole, nsBinding := ConfigRBAC()
+	ns := nsRole.Namespace
+	ch, err = kubeclient.Apply(ctx, c.RbacV1().Roles(ns), nsRole, kubeclient.RoleRules)
+	if err != nil {
+		return changed, fmt.Errorf("Role %s/%s: %w", ns, nsRole.Name, err)
+	}
+	if ch {
+		changed = append(changed, "Role "+ns+"/"+nsRole.Name)
+	}
+	ch, err = kubeclient.Apply(ctx, c.RbacV1().RoleBindings(ns), nsBinding, kubeclient.RoleBindingSubjects)
+	if err != nil {
+		return changed, fmt.Errorf("RoleBinding %s/%s: %w", ns, nsBinding.Name, err)
+	}
+	if ch {
+		changed = append(changed, "RoleBinding "+ns+"/"+nsBinding.Name)
+	}
 	return changed, nil
 }
 
 // Unit runs the approver. After= the apiserver only orders a local start; the
 // approver itself retries until the API answers, so it also works on hosts
-// whose apiserver is elsewhere.
-func Unit(kubeconfig string) []byte {
+// whose apiserver is elsewhere. apiserverCert is this host's apiserver
+// certificate, whose SANs no kubelet serving certificate may carry.
+func Unit(kubeconfig, apiserverCert string) []byte {
 	return []byte(`# kubeforge's approver of kubelet serving and kube-proxy CSRs, written by kubeforge.
 [Unit]
 Description=kubeforge CSR approver (kubelet serving and kube-proxy certificates)
@@ -86,7 +122,7 @@ After=network-online.target kube-apiserver.service
 Wants=network-online.target
 
 [Service]
-ExecStart=` + BinaryPath + ` csr-approver --kubeconfig=` + kubeconfig + `
+ExecStart=` + BinaryPath + ` csr-approver --kubeconfig=` + kubeconfig + ` --apiserver-cert=` + apiserverCert + `
 Restart=always
 RestartSec=5
 StartLimitInterval=0
@@ -186,7 +222,7 @@ func Install(ctx context.Context, o InstallOptions) (bool, error) {
 		o.Logf("installed %s", BinaryPath)
 		changed = true
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(kcPath))
+	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(kcPath, path.Join(o.CertDir, "apiserver.crt")))
 	if err != nil {
 		return false, err
 	}
