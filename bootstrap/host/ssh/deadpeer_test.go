@@ -43,8 +43,8 @@ func silentPeerHost(t *testing.T, s *testSSHD, dials *atomic.Int64, edit func(*k
 }
 
 // failsNamingHost asserts that op, run against a silent peer, returns an error
-// naming the host within deadPeerBound.
-func failsNamingHost(t *testing.T, what string, op func() error) {
+// naming the host (and saying want, when given) within deadPeerBound.
+func failsNamingHost(t *testing.T, what, want string, op func() error) {
 	t.Helper()
 	err := within(t, deadPeerBound, what+" on a connection whose peer went silent", op)
 	if err == nil {
@@ -52,6 +52,9 @@ func failsNamingHost(t *testing.T, what string, op func() error) {
 	}
 	if !strings.HasPrefix(err.Error(), "node1: ") {
 		t.Fatalf("%s on a silent peer: error does not name the host: %v", what, err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("%s on a silent peer: error does not say %q: %v", what, want, err)
 	}
 	t.Logf("%s on a silent peer: %v", what, err)
 }
@@ -72,14 +75,14 @@ func TestDeadPeerIsDetected(t *testing.T) {
 	}
 
 	p.Blackhole()
-	failsNamingHost(t, "Run", func() error {
+	failsNamingHost(t, "Run", "did not answer keepalives", func() error {
 		_, err := h.Run(ctx, host.Cmd{Argv: []string{"true"}})
 		return err
 	})
-	failsNamingHost(t, "WriteFile", func() error {
+	failsNamingHost(t, "WriteFile", "", func() error {
 		return h.WriteFile(ctx, dir+"/f", []byte("x"), host.WriteOptions{})
 	})
-	failsNamingHost(t, "Stat", func() error {
+	failsNamingHost(t, "Stat", "", func() error {
 		_, err := h.Stat(ctx, dir)
 		return err
 	})
@@ -117,7 +120,7 @@ func TestDeadPeerRunningCommand(t *testing.T) {
 	t.Cleanup(func() { runCmd("kill", "-KILL", pid) })
 	p.Blackhole()
 	err := receive(t, done, deadPeerBound, "result of a command whose peer went silent")
-	if err == nil || !strings.HasPrefix(err.Error(), "node1: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "node1: ") || !strings.Contains(err.Error(), "did not answer keepalives") {
 		t.Fatalf("running command on a silent peer: %v", err)
 	}
 	t.Logf("running command on a silent peer: %v", err)
@@ -163,7 +166,7 @@ func TestDeadPeerUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Blackhole()
-	failsNamingHost(t, "Units().Status", func() error {
+	failsNamingHost(t, "Units().Status", "did not answer keepalives", func() error {
 		_, err := u.Status(context.Background(), "etcd.service")
 		return err
 	})

@@ -260,8 +260,9 @@ func (l *link) dropped(why error) {
 	l.Close()
 }
 
-// explain adds to err, an error from an operation on l, why l was dropped if we
-// dropped it: "EOF" alone does not tell the reader that the host stopped answering.
+// explain replaces err, an error from an operation on l, by why l was dropped if
+// we dropped it: x/crypto then only says "EOF" or "unexpected packet", which does
+// not tell the reader that the host stopped answering. err stays in the chain.
 func (l *link) explain(err error) error {
 	l.mu.Lock()
 	why := l.why
@@ -269,8 +270,13 @@ func (l *link) explain(err error) error {
 	if err == nil || why == nil {
 		return err
 	}
-	return fmt.Errorf("%w (connection dropped: %v)", err, why)
+	return &droppedError{why: why, err: err}
 }
+
+type droppedError struct{ why, err error }
+
+func (e *droppedError) Error() string   { return "connection dropped: " + e.why.Error() }
+func (e *droppedError) Unwrap() []error { return []error{e.why, e.err} }
 
 // conn returns the shared connection, dialling it if there is none yet.
 func (h *Host) conn(ctx context.Context) (*link, error) {
@@ -335,7 +341,7 @@ func (h *Host) keepalive(l *link) {
 			if !pending {
 				pending = true
 				go func() {
-					// Any reply counts, OpenSSH answers this one with a failure.
+					// Any reply counts: OpenSSH answers this one with a failure.
 					if _, _, err := l.SendRequest("keepalive@openssh.com", true, nil); err == nil {
 						answered <- struct{}{}
 					}
@@ -575,7 +581,10 @@ func (h *Host) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 		// x/crypto already maps a signal death to 128+signal, as a shell would.
 		res.ExitCode = ee.ExitStatus()
 	case errors.As(err, &em):
-		return res, fmt.Errorf("%s: %s: %w", h.name, c, l.explain(errors.New("connection lost before the command reported its exit status")))
+		if why := l.explain(err); why != err {
+			return res, fmt.Errorf("%s: %s: before the command reported its exit status: %w", h.name, c, why)
+		}
+		return res, fmt.Errorf("%s: %s: connection lost before the command reported its exit status", h.name, c)
 	default:
 		return res, fmt.Errorf("%s: %s: %w", h.name, c, l.explain(err))
 	}

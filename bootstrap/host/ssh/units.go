@@ -75,8 +75,32 @@ func (h *Host) dialStreamLocal(ctx context.Context, socket string, hello bool) (
 	if err != nil {
 		return nil, l.explain(err)
 	}
-	conn, err := busHandshake(ctx, nc, hello)
+	conn, err := busHandshake(ctx, explainedStream{nc, l}, hello)
 	return conn, l.explain(err)
+}
+
+// explainedStream is a D-Bus connection's byte stream over l: once l has been
+// dropped (dead peer), its errors, which godbus passes on to every pending and
+// later call, say why instead of a bare EOF.
+type explainedStream struct {
+	io.ReadWriteCloser
+	l *link
+}
+
+func (s explainedStream) Read(p []byte) (int, error) {
+	n, err := s.ReadWriteCloser.Read(p)
+	if err != nil {
+		err = s.l.explain(err)
+	}
+	return n, err
+}
+
+func (s explainedStream) Write(p []byte) (int, error) {
+	n, err := s.ReadWriteCloser.Write(p)
+	if err != nil {
+		err = s.l.explain(err)
+	}
+	return n, err
 }
 
 // sessionConn is an SSH session's stdin/stdout as one byte stream.
@@ -114,7 +138,7 @@ func (h *Host) dialBridge(ctx context.Context) (*godbus.Conn, error) {
 		s.Close()
 		return nil, l.explain(err)
 	}
-	conn, err := busHandshake(ctx, &sessionConn{Reader: out, WriteCloser: in, s: s}, true)
+	conn, err := busHandshake(ctx, explainedStream{&sessionConn{Reader: out, WriteCloser: in, s: s}, l}, true)
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return nil, fmt.Errorf("%w (%s)", l.explain(err), msg)
