@@ -1,7 +1,6 @@
 package ssh_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +46,7 @@ func labHost(t *testing.T, tweak ...func(*kfssh.Config)) *kfssh.Host {
 // carried by the SSH connection.
 func TestLabUnitsOverSSH(t *testing.T) {
 	h := labHost(t)
-	r, err := host.MustRun(context.Background(), h, "cat", "/proc/1/comm")
+	r, err := host.MustRun(testContext(t), h, "cat", "/proc/1/comm")
 	if err != nil || strings.TrimSpace(string(r.Stdout)) != "systemd" {
 		t.Fatalf("lab host PID 1 = %q, %v; want systemd", r.Stdout, err)
 	}
@@ -66,7 +65,7 @@ func TestLabUnitsOverPrivateSocket(t *testing.T) {
 // (a second one started on the lab host for this test), units are managed through
 // systemd-stdio-bridge running in an SSH session.
 func TestLabUnitsOverStdioBridge(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	h := labHost(t)
 	pidFile := "/run/kubeforge-e2e-sshd.pid"
 	if _, err := host.MustRun(ctx, h, "/usr/sbin/sshd", "-p", "2222", "-o", "AllowStreamLocalForwarding=no",
@@ -74,24 +73,19 @@ func TestLabUnitsOverStdioBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		host.MustRun(context.Background(), h, "sh", "-c", `kill "$(cat "$1")"; rm -f "$1"`, "sh", pidFile)
+		host.MustRun(ctx, h, "sh", "-c", `kill "$(cat "$1")"; rm -f "$1"`, "sh", pidFile)
 	})
 	var h2 *kfssh.Host
-	for i := 0; ; i++ { // sshd daemonizes before it listens
+	// sshd daemonizes before it listens.
+	pollUntil(t, 30*time.Second, "the second sshd on port 2222 to accept a login", func() (bool, error) {
 		h2 = labHost(t, func(c *kfssh.Config) {
 			c.Port = 2222
 			c.KnownHostsPath = filepath.Join(t.TempDir(), "known_hosts")
 			c.AcceptNewHostKeys = true
 		})
 		_, err := host.MustRun(ctx, h2, "true")
-		if err == nil {
-			break
-		}
-		if i == 50 {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 	// The D-Bus connection must be carried by a bridge process, not forwarding.
 	if err := h2.Units().DaemonReload(ctx); err != nil {
 		t.Fatal(err)
@@ -106,10 +100,10 @@ func TestLabUnitsOverStdioBridge(t *testing.T) {
 // TestLabFilesOverSSH: file operations on a real remote host, including owner by a
 // name that exists only there.
 func TestLabFilesOverSSH(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	h := labHost(t)
 	dir := "/tmp/kubeforge-e2e-files"
-	t.Cleanup(func() { h.Remove(context.Background(), dir) })
+	t.Cleanup(func() { h.Remove(ctx, dir) })
 	p := dir + "/pki/ca.key"
 	if err := h.WriteFile(ctx, p, []byte("k\n"), host.WriteOptions{Mode: 0o600, Owner: "nobody", Group: "nogroup", Secret: true}); err != nil {
 		t.Fatal(err)
@@ -133,7 +127,7 @@ func TestLabFilesOverSSH(t *testing.T) {
 // the D-Bus connection (systemd-stdio-bridge as root); without password-less sudo
 // the error says so.
 func TestLabNonRootSudo(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	root := labHost(t)
 	dir := unitcheck.LabDir(t)
 	pub, err := os.ReadFile(filepath.Join(dir, "id_ed25519.pub"))
@@ -142,7 +136,6 @@ func TestLabNonRootSudo(t *testing.T) {
 	}
 	const user, sudoers = "kfe2e", "/etc/sudoers.d/kubeforge-e2e"
 	t.Cleanup(func() {
-		ctx := context.Background()
 		root.Remove(ctx, sudoers)
 		// -f: the user's sshd session may still be winding down.
 		if _, err := host.MustRun(ctx, root, "userdel", "-f", "-r", user); err != nil {
@@ -174,7 +167,7 @@ func TestLabNonRootSudo(t *testing.T) {
 		t.Fatalf("id -u through sudo = %q, %v", r.Stdout, err)
 	}
 	p := "/etc/kubeforge-e2e-sudo/secret"
-	t.Cleanup(func() { root.Remove(context.Background(), "/etc/kubeforge-e2e-sudo") })
+	t.Cleanup(func() { root.Remove(ctx, "/etc/kubeforge-e2e-sudo") })
 	if err := h.WriteFile(ctx, p, []byte("s"), host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,30 @@
 // forwarding the remote D-Bus socket (direct-streamlocal, what `ssh -L local:remote`
 // with a socket path does), so units are managed with the very same D-Bus code as on
 // the local host. Host keys are always verified against known_hosts.
+//
+// # Dead peers
+//
+// A TCP connection whose peer stops answering without closing it (the host hung,
+// lost power, fell off the network, or its sshd is wedged) looks healthy to the
+// client: writes succeed into the kernel's buffers and reads just wait. x/crypto
+// has no timeouts of its own, so an operation on such a connection used to wait
+// forever (issue 11), and kubeforge driving a host would hang with it. Two things
+// prevent that:
+//
+//   - Keepalives, as OpenSSH's ServerAliveInterval/ServerAliveCountMax do: a
+//     keepalive@openssh.com request every KeepaliveInterval; when one stays
+//     unanswered for KeepaliveCountMax intervals the peer is taken for dead and the
+//     connection closed. Closing it is what unblocks everything waiting on it
+//     (channel opens, requests, a command's exit status, the D-Bus connections
+//     carried by it), each failing with an error naming the host; the next
+//     operation dials afresh. Keepalives cover callers that give no deadline, and
+//     a sshd that answers them processes channel requests too (same loop), so one
+//     mechanism decides that a connection is dead.
+//   - The caller's context bounds every step that waits for the peer, opening a
+//     channel and starting a command included, not only the running command. A
+//     context that ends does not declare the connection dead (other operations may
+//     be using it fine): the step stops waiting and anything it would have opened
+//     is closed when it arrives.
 package ssh
 
 import (
@@ -54,6 +78,14 @@ type Config struct {
 	AcceptNewHostKeys bool
 	// ConnectTimeout bounds TCP connect plus SSH handshake; defaults to 15s.
 	ConnectTimeout time.Duration
+	// KeepaliveInterval is how often a keepalive@openssh.com request probes the
+	// connection (OpenSSH's ServerAliveInterval); defaults to 15s. Negative turns
+	// keepalives off, leaving only the caller's context to bound an operation.
+	KeepaliveInterval time.Duration
+	// KeepaliveCountMax is how many intervals a probe may go unanswered before the
+	// peer is taken for dead and the connection dropped (ServerAliveCountMax);
+	// defaults to 3.
+	KeepaliveCountMax int
 	// UnitDir is where unit files are written; "" means /etc/systemd/system.
 	UnitDir string
 	// BusSocket is the remote system bus socket; "" means
@@ -80,7 +112,7 @@ type Host struct {
 	sessions chan struct{} // semaphore, Config.MaxSessions slots
 
 	mu     sync.Mutex
-	client *xssh.Client
+	client *link
 	closed bool
 
 	units *sdbus.Units
@@ -111,6 +143,12 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 8
+	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = 15 * time.Second
+	}
+	if cfg.KeepaliveCountMax <= 0 {
+		cfg.KeepaliveCountMax = 3
 	}
 	if cfg.BusSocket == "" {
 		cfg.BusSocket = "/run/dbus/system_bus_socket"
@@ -203,8 +241,45 @@ func (h *Host) Close() error {
 	return err
 }
 
+// link is one SSH connection and what we know about its end.
+type link struct {
+	*xssh.Client
+	gone chan struct{} // closed once the connection has ended
+
+	mu  sync.Mutex
+	why error // why we dropped it, when we did
+}
+
+// dropped records why we close l (the first reason wins) and closes it.
+func (l *link) dropped(why error) {
+	l.mu.Lock()
+	if l.why == nil {
+		l.why = why
+	}
+	l.mu.Unlock()
+	l.Close()
+}
+
+// explain replaces err, an error from an operation on l, by why l was dropped if
+// we dropped it: x/crypto then only says "EOF" or "unexpected packet", which does
+// not tell the reader that the host stopped answering. err stays in the chain.
+func (l *link) explain(err error) error {
+	l.mu.Lock()
+	why := l.why
+	l.mu.Unlock()
+	if err == nil || why == nil {
+		return err
+	}
+	return &droppedError{why: why, err: err}
+}
+
+type droppedError struct{ why, err error }
+
+func (e *droppedError) Error() string   { return "connection dropped: " + e.why.Error() }
+func (e *droppedError) Unwrap() []error { return []error{e.why, e.err} }
+
 // conn returns the shared connection, dialling it if there is none yet.
-func (h *Host) conn(ctx context.Context) (*xssh.Client, error) {
+func (h *Host) conn(ctx context.Context) (*link, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -217,28 +292,97 @@ func (h *Host) conn(ctx context.Context) (*xssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.client = c
-	// Notice a dropped connection (host rebooted, network blip) as soon as it
-	// happens, so the next operation dials afresh instead of failing once first.
+	l := &link{Client: c, gone: make(chan struct{})}
+	h.client = l
+	// Notice a dropped connection (host rebooted, network blip, dead peer) as soon
+	// as it happens, so the next operation dials afresh instead of failing once first.
 	go func() {
 		_ = c.Wait()
+		close(l.gone)
 		h.mu.Lock()
-		if h.client == c {
+		if h.client == l {
 			h.client = nil
 		}
 		h.mu.Unlock()
 	}()
-	return c, nil
+	if h.cfg.KeepaliveInterval > 0 {
+		go h.keepalive(l)
+	}
+	return l, nil
 }
 
-// drop forgets c (if it is still the current connection) so the next conn() redials.
-func (h *Host) drop(c *xssh.Client) {
+// drop forgets l (if it is still the current connection) so the next conn() redials.
+func (h *Host) drop(l *link, why error) {
 	h.mu.Lock()
-	if h.client == c {
+	if h.client == l {
 		h.client = nil
 	}
 	h.mu.Unlock()
-	c.Close()
+	l.dropped(why)
+}
+
+// keepalive probes l every KeepaliveInterval and drops it once a probe has gone
+// unanswered for KeepaliveCountMax intervals. One probe is in flight at a time:
+// x/crypto serialises global requests, and a second probe would only queue
+// behind an unanswered first.
+func (h *Host) keepalive(l *link) {
+	interval, countMax := h.cfg.KeepaliveInterval, h.cfg.KeepaliveCountMax
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	answered := make(chan struct{}, 1)
+	pending, unanswered := false, 0
+	for {
+		select {
+		case <-l.gone:
+			return
+		case <-answered:
+			pending, unanswered = false, 0
+		case <-tick.C:
+			if !pending {
+				pending = true
+				go func() {
+					// Any reply counts: OpenSSH answers this one with a failure.
+					if _, _, err := l.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+						answered <- struct{}{}
+					}
+				}()
+				continue
+			}
+			if unanswered++; unanswered >= countMax {
+				h.drop(l, fmt.Errorf("%s did not answer keepalives for %s", h.hostport, time.Duration(countMax)*interval))
+				return
+			}
+		}
+	}
+}
+
+// await waits for op, a step that waits for the peer and cannot be cancelled, no
+// longer than ctx allows. When ctx ends first, op is left to finish in the
+// background and undo is given what it produced (a session, say) to close. A
+// peer that never answers is the keepalive's business: dropping the connection
+// ends op.
+func await[T any](ctx context.Context, op func() (T, error), undo func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := op()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.err == nil && undo != nil {
+				undo(r.v)
+			}
+		}()
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 func (h *Host) dial(ctx context.Context) (*xssh.Client, error) {
@@ -302,32 +446,37 @@ func unwrapOp(err error) error {
 }
 
 // session opens a session on the shared connection, redialling once if the
-// connection turns out to be dead.
-func (h *Host) session(ctx context.Context) (*xssh.Session, error) {
-	c, err := h.conn(ctx)
+// connection turns out to be dead. It returns the connection the session is on.
+func (h *Host) session(ctx context.Context) (*xssh.Session, *link, error) {
+	l, err := h.conn(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s, err := h.newSession(ctx, c)
+	s, err := h.newSession(ctx, l)
 	if err == nil {
-		return s, nil
+		return s, l, nil
 	}
 	// A refusal (sshd's MaxSessions, say) comes over a working connection; dropping
-	// it would kill every other session on it.
+	// it would kill every other session on it. Neither does a caller's deadline say
+	// anything about the connection.
 	var oce *xssh.OpenChannelError
 	if errors.As(err, &oce) {
-		return nil, fmt.Errorf("%s: sshd refused a new session: %w", h.name, err)
+		return nil, nil, fmt.Errorf("%s: sshd refused a new session: %w", h.name, err)
 	}
-	h.drop(c)
-	c, err2 := h.conn(ctx)
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("%s: open ssh session: %w", h.name, l.explain(err))
+	}
+	err = l.explain(err)
+	h.drop(l, err)
+	l, err2 := h.conn(ctx)
 	if err2 != nil {
-		return nil, fmt.Errorf("%s: connection lost (%v) and reconnecting failed: %w", h.name, err, err2)
+		return nil, nil, fmt.Errorf("%s: connection lost (%v) and reconnecting failed: %w", h.name, err, err2)
 	}
-	s, err = h.newSession(ctx, c)
+	s, err = h.newSession(ctx, l)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open ssh session: %w", h.name, err)
+		return nil, nil, fmt.Errorf("%s: open ssh session: %w", h.name, l.explain(err))
 	}
-	return s, nil
+	return s, l, nil
 }
 
 // sessionRetryBudget bounds how long a refused session open is retried.
@@ -336,11 +485,11 @@ const sessionRetryBudget = 3 * time.Second
 // newSession opens a session, retrying for a while when sshd refuses it: a session
 // we just closed is only released by sshd once it has processed our close, so a
 // client that stays within MaxSessions can still be refused for a moment.
-func (h *Host) newSession(ctx context.Context, c *xssh.Client) (*xssh.Session, error) {
+func (h *Host) newSession(ctx context.Context, l *link) (*xssh.Session, error) {
 	deadline := time.Now().Add(sessionRetryBudget)
 	delay := 10 * time.Millisecond
 	for {
-		s, err := c.NewSession()
+		s, err := await(ctx, l.NewSession, func(s *xssh.Session) { s.Close() })
 		var oce *xssh.OpenChannelError
 		if err == nil || !errors.As(err, &oce) || time.Now().After(deadline) {
 			return s, err
@@ -394,7 +543,7 @@ func (h *Host) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	case <-ctx.Done():
 		return res, fmt.Errorf("%s: %s: waiting for a free ssh session: %w", h.name, c, ctx.Err())
 	}
-	s, err := h.session(ctx)
+	s, l, err := h.session(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -404,8 +553,10 @@ func (h *Host) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	if c.Stdin != nil {
 		s.Stdin = bytes.NewReader(c.Stdin)
 	}
-	if err := s.Start(h.commandLine(c)); err != nil {
-		return res, fmt.Errorf("%s: %s: %w", h.name, c, err)
+	// The exec request waits for sshd's answer; the deferred Close ends the session
+	// should the answer come after we stopped waiting.
+	if _, err := await(ctx, func() (struct{}, error) { return struct{}{}, s.Start(h.commandLine(c)) }, nil); err != nil {
+		return res, fmt.Errorf("%s: %s: %w", h.name, c, l.explain(err))
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
@@ -430,9 +581,12 @@ func (h *Host) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 		// x/crypto already maps a signal death to 128+signal, as a shell would.
 		res.ExitCode = ee.ExitStatus()
 	case errors.As(err, &em):
+		if why := l.explain(err); why != err {
+			return res, fmt.Errorf("%s: %s: before the command reported its exit status: %w", h.name, c, why)
+		}
 		return res, fmt.Errorf("%s: %s: connection lost before the command reported its exit status", h.name, c)
 	default:
-		return res, fmt.Errorf("%s: %s: %w", h.name, c, err)
+		return res, fmt.Errorf("%s: %s: %w", h.name, c, l.explain(err))
 	}
 	if h.sudo && res.ExitCode != 0 && sudoNeedsPassword(res.Stderr) {
 		return res, fmt.Errorf("%s: %s: sudo -n needs a password for user %s; kubeforge needs password-less sudo (NOPASSWD) or the root user",

@@ -2,7 +2,6 @@ package ssh_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -22,7 +21,7 @@ import (
 )
 
 func TestRun(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t)
 	h := s.Host(t, nil)
 
@@ -77,7 +76,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestFiles(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t)
 	h := s.Host(t, nil)
 	dir := t.TempDir()
@@ -195,7 +194,7 @@ func TestFiles(t *testing.T) {
 // TestWriteFileIsAtomic checks, from a reader on the same machine, that a file being
 // rewritten over SSH is always one complete version.
 func TestWriteFileIsAtomic(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t)
 	h := s.Host(t, nil)
 	p := filepath.Join(t.TempDir(), "admin.conf")
@@ -223,7 +222,7 @@ func TestWriteFileIsAtomic(t *testing.T) {
 		}
 	}
 	stop.Store(true)
-	wg.Wait()
+	waitGroup(t, &wg, opBudget, "the local reader to stop")
 	if bad.Load() != 0 {
 		t.Fatalf("%d of %d reads saw a partial file", bad.Load(), reads.Load())
 	}
@@ -238,7 +237,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, err = h.Run(context.Background(), host.Cmd{Argv: []string{"true"}})
+	_, err = h.Run(testContext(t), host.Cmd{Argv: []string{"true"}})
 	if err == nil {
 		t.Fatal("connected to a host whose key is unknown")
 	}
@@ -254,7 +253,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 }
 
 func TestAcceptNewHostKey(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t)
 	cfg := s.Config("node1", nil)
 	cfg.KnownHostsPath = filepath.Join(t.TempDir(), "sub", "known_hosts")
@@ -311,7 +310,7 @@ func TestChangedHostKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, err = h.Run(context.Background(), host.Cmd{Argv: []string{"true"}})
+	_, err = h.Run(testContext(t), host.Cmd{Argv: []string{"true"}})
 	if err == nil {
 		t.Fatal("connected despite a changed host key")
 	}
@@ -339,7 +338,7 @@ func TestKnownKeyOfOtherTypeIsNotAMismatch(t *testing.T) {
 	// client would get it if the client let it choose.
 	s := startSSHD(t, "HostKey "+filepath.Join(dir, "ecdsa"))
 	h := s.Host(t, nil)
-	if _, err := host.MustRun(context.Background(), h, "true"); err != nil {
+	if _, err := host.MustRun(testContext(t), h, "true"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -353,7 +352,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, err = h.Run(context.Background(), host.Cmd{Argv: []string{"true"}})
+	_, err = h.Run(testContext(t), host.Cmd{Argv: []string{"true"}})
 	want := "node9: cannot reach 127.0.0.1:" + strconv.Itoa(port) + ": connect: connection refused"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
@@ -385,7 +384,7 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, err = h.Run(context.Background(), host.Cmd{Argv: []string{"true"}})
+	_, err = h.Run(testContext(t), host.Cmd{Argv: []string{"true"}})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)) || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v", err)
 	}
@@ -400,7 +399,7 @@ func TestBadCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, err = h.Run(context.Background(), host.Cmd{Argv: []string{"true"}})
+	_, err = h.Run(testContext(t), host.Cmd{Argv: []string{"true"}})
 	if err == nil || !strings.Contains(err.Error(), "root@127.0.0.1:") || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Fatalf("err = %v", err)
 	}
@@ -420,7 +419,7 @@ func TestBadCredentials(t *testing.T) {
 // TestConnectionReuse: many operations, one TCP connection; a dropped connection is
 // replaced transparently on the next operation.
 func TestConnectionReuse(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t)
 	var dials atomic.Int64
 	h := s.Host(t, &dials)
@@ -448,7 +447,7 @@ func TestConnectionReuse(t *testing.T) {
 			errs <- err
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, opBudget, "4 concurrent Runs")
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -463,8 +462,15 @@ func TestConnectionReuse(t *testing.T) {
 	}
 
 	// Kill the connection from the server side: the session's sshd process dies.
+	// Depending on timing, the client sees the connection closed or half-dead (a
+	// process left holding it that never answers again): the keepalives of
+	// s.Config notice the latter, so either way the next operation reconnects.
 	killSessionProcesses(t, s)
-	if _, err := host.MustRun(ctx, h, "true"); err != nil {
+	err := within(t, time.Minute, "Run after sshd's session processes were killed", func() error {
+		_, err := host.MustRun(ctx, h, "true")
+		return err
+	})
+	if err != nil {
 		t.Fatalf("after the connection dropped: %v", err)
 	}
 	if n := dials.Load(); n != 2 {
@@ -500,7 +506,7 @@ func killSessionProcesses(t *testing.T, s *testSSHD) {
 func BenchmarkRunReused(b *testing.B) {
 	s := startSSHD(b)
 	h := s.Host(b, nil)
-	ctx := context.Background()
+	ctx := testContext(b)
 	if _, err := host.MustRun(ctx, h, "true"); err != nil {
 		b.Fatal(err)
 	}
@@ -516,7 +522,7 @@ func BenchmarkRunReused(b *testing.B) {
 // login for every command.
 func BenchmarkRunNewConnection(b *testing.B) {
 	s := startSSHD(b)
-	ctx := context.Background()
+	ctx := testContext(b)
 	cfg := s.Config("node1", nil)
 	for b.Loop() {
 		h, err := kfssh.New(cfg)
@@ -556,7 +562,7 @@ func TestAgentAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if _, err := host.MustRun(context.Background(), h, "true"); err != nil {
+	if _, err := host.MustRun(testContext(t), h, "true"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -570,7 +576,7 @@ func TestAgentAuth(t *testing.T) {
 // TestSessionLimit: more concurrent commands than the server allows sessions wait
 // for a free one instead of failing, and stay on one connection.
 func TestSessionLimit(t *testing.T) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	s := startSSHD(t, "MaxSessions 2")
 	var dials atomic.Int64
 	cfg := s.Config("node1", &dials)
@@ -590,7 +596,7 @@ func TestSessionLimit(t *testing.T) {
 			errs <- err
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, opBudget, "6 Runs sharing 2 sessions")
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -618,23 +624,18 @@ func TestSessionLimit(t *testing.T) {
 			long <- err
 		}()
 	}
-	for i := 0; ; i++ { // both long sessions hold their slots once their markers exist
+	// Both long sessions hold their slots once their markers exist.
+	pollUntil(t, opBudget, "both long-running commands to start", func() (bool, error) {
 		_, e0 := os.Stat(filepath.Join(dir, "0"))
 		_, e1 := os.Stat(filepath.Join(dir, "1"))
-		if e0 == nil && e1 == nil {
-			break
-		}
-		if i == 1000 {
-			t.Fatal("long-running commands did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return e0 == nil && e1 == nil, errors.Join(e0, e1)
+	})
 	_, err = host.MustRun(ctx, h2, "true")
 	if err == nil || !strings.Contains(err.Error(), "node1: sshd refused a new session") {
 		t.Fatalf("third session on a server allowing 2: %v", err)
 	}
 	for range 2 {
-		if err := <-long; err != nil {
+		if err := receive(t, long, opBudget, "result of a long-running command"); err != nil {
 			t.Fatalf("a running session was hurt by the refusal: %v", err)
 		}
 	}

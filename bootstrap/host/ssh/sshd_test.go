@@ -130,6 +130,9 @@ func startSSHD(t testing.TB, extra ...string) *testSSHD {
 	}
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
+	// Session processes inherit the log pipe and may outlive the listener; Wait
+	// must not wait for them.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,18 +143,14 @@ func startSSHD(t testing.TB, extra ...string) *testSSHD {
 			t.Logf("sshd log:\n%s", s.log.String())
 		}
 	})
-	// Wait (bounded) until it accepts connections.
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)))
-		if err == nil {
-			c.Close()
-			break
+	pollUntil(t, 30*time.Second, "sshd on port "+strconv.Itoa(s.Port)+" to accept connections", func() (bool, error) {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)), time.Second)
+		if err != nil {
+			return false, fmt.Errorf("%w\nsshd log:\n%s", err, s.log.String())
 		}
-		if i == 200 {
-			t.Fatalf("sshd did not start listening: %v\n%s", err, s.log.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
 	s.KnownHosts = filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)))}, s.HostKey)
 	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
@@ -170,6 +169,11 @@ func (s *testSSHD) Config(name string, dials *atomic.Int64) kfssh.Config {
 		KeyFiles:       []string{s.ClientKey},
 		KnownHostsPath: s.KnownHosts,
 		ConnectTimeout: 10 * time.Second,
+		// A connection left half-dead (TestConnectionReuse kills sshd's session
+		// processes) is noticed in seconds, not the default 45s; generous enough
+		// that a loaded machine does not make a live sshd look dead.
+		KeepaliveInterval: 500 * time.Millisecond,
+		KeepaliveCountMax: 6,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if dials != nil {
 				dials.Add(1)
@@ -196,9 +200,15 @@ func fingerprint(k xssh.PublicKey) string {
 	return fmt.Sprintf("%s %s", k.Type(), xssh.FingerprintSHA256(k))
 }
 
-// runCmd runs a local helper tool (ssh-keygen, pgrep, kill) and returns its output.
+// runCmd runs a local helper tool (ssh-keygen, pgrep, kill) and returns its
+// output; a tool that hangs is killed after a minute.
 func runCmd(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("%s did not finish within a minute: %w", name, err)
+	}
 	return string(out), err
 }
 
@@ -206,6 +216,7 @@ func runCmd(name string, args ...string) (string, error) {
 func startAgent(t testing.TB, sock string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +224,13 @@ func startAgent(t testing.TB, sock string) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return cmd
+	pollUntil(t, 30*time.Second, "ssh-agent to listen on "+sock, func() (bool, error) {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err != nil {
+			return false, err
 		}
-		if i == 200 {
-			t.Fatal("ssh-agent did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		c.Close()
+		return true, nil
+	})
+	return cmd
 }

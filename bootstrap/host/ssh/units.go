@@ -65,15 +65,42 @@ func (h *Host) dialSystemd(ctx context.Context) (sdbus.Systemd, error) {
 }
 
 func (h *Host) dialStreamLocal(ctx context.Context, socket string, hello bool) (*godbus.Conn, error) {
-	c, err := h.conn(ctx)
+	l, err := h.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := c.DialContext(ctx, "unix", socket)
+	// DialContext stops waiting for the channel open when ctx ends (and closes the
+	// channel should it open later).
+	nc, err := l.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, err
+		return nil, l.explain(err)
 	}
-	return busHandshake(nc, hello)
+	conn, err := busHandshake(ctx, explainedStream{nc, l}, hello)
+	return conn, l.explain(err)
+}
+
+// explainedStream is a D-Bus connection's byte stream over l: once l has been
+// dropped (dead peer), its errors, which godbus passes on to every pending and
+// later call, say why instead of a bare EOF.
+type explainedStream struct {
+	io.ReadWriteCloser
+	l *link
+}
+
+func (s explainedStream) Read(p []byte) (int, error) {
+	n, err := s.ReadWriteCloser.Read(p)
+	if err != nil {
+		err = s.l.explain(err)
+	}
+	return n, err
+}
+
+func (s explainedStream) Write(p []byte) (int, error) {
+	n, err := s.ReadWriteCloser.Write(p)
+	if err != nil {
+		err = s.l.explain(err)
+	}
+	return n, err
 }
 
 // sessionConn is an SSH session's stdin/stdout as one byte stream.
@@ -89,7 +116,7 @@ func (c *sessionConn) Close() error {
 }
 
 func (h *Host) dialBridge(ctx context.Context) (*godbus.Conn, error) {
-	s, err := h.session(ctx)
+	s, l, err := h.session(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -106,25 +133,36 @@ func (h *Host) dialBridge(ctx context.Context) (*godbus.Conn, error) {
 	stderr := &limitedWriter{n: 4096}
 	s.Stderr = stderr
 	argv := []string{"systemd-stdio-bridge", "--bus-path=unix:path=" + h.cfg.BusSocket}
-	if err := s.Start(h.commandLine(host.Cmd{Argv: argv})); err != nil {
+	_, err = await(ctx, func() (struct{}, error) { return struct{}{}, s.Start(h.commandLine(host.Cmd{Argv: argv})) }, nil)
+	if err != nil {
 		s.Close()
-		return nil, err
+		return nil, l.explain(err)
 	}
-	conn, err := busHandshake(&sessionConn{Reader: out, WriteCloser: in, s: s}, true)
+	conn, err := busHandshake(ctx, explainedStream{&sessionConn{Reader: out, WriteCloser: in, s: s}, l}, true)
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("%w (%s)", err, msg)
+			return nil, fmt.Errorf("%w (%s)", l.explain(err), msg)
 		}
-		return nil, err
+		return nil, l.explain(err)
 	}
 	return conn, nil
 }
 
 // busHandshake authenticates a raw stream to a D-Bus server. godbus must not get a
 // context here: it closes a connection when that context ends, and this one lives as
-// long as the Host.
-func busHandshake(rwc io.ReadWriteCloser, hello bool) (*godbus.Conn, error) {
-	conn, err := godbus.NewConn(rwc)
+// long as the Host. ctx bounds the handshake alone, by closing the stream should it
+// end first.
+func busHandshake(ctx context.Context, rwc io.ReadWriteCloser, hello bool) (conn *godbus.Conn, err error) {
+	stop := context.AfterFunc(ctx, func() { rwc.Close() })
+	defer func() {
+		if !stop() { // ctx ended: whatever the handshake says, the stream is closed
+			if conn != nil {
+				conn.Close()
+			}
+			conn, err = nil, fmt.Errorf("D-Bus handshake: %w", ctx.Err())
+		}
+	}()
+	conn, err = godbus.NewConn(rwc)
 	if err != nil {
 		rwc.Close()
 		return nil, err

@@ -1,7 +1,6 @@
 package ssh_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +17,7 @@ import (
 // traffic reaches a real dbus-daemon (with a fake systemd on it) by way of the SSH
 // connection, and returns which process the bus saw as the caller.
 func unitsOverSSH(t *testing.T, sshdExtra ...string) []string {
-	ctx := context.Background()
+	ctx := testContext(t)
 	sock := busfake.StartBus(t)
 	unitDir := t.TempDir()
 	sd := busfake.Serve(t, sock, unitDir)
