@@ -55,6 +55,9 @@ func Up(o Options) (*State, error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
 	}
+	if err := raiseLimits(log); err != nil {
+		return nil, err
+	}
 	if o.Dir == "" {
 		o.Dir = DefaultDir
 	}
