@@ -547,6 +547,9 @@ func (v *validator) etcdBackup(p *field.Path) {
 		v.add(field.Invalid(p.Child("keep"), b.Keep, "must keep at least 1 snapshot"))
 	}
 	v.absPath(p.Child("dir"), b.Dir)
+	if strings.ContainsAny(b.Dir, " \t%\"'\\") {
+		v.add(field.Invalid(p.Child("dir"), b.Dir, `must not contain whitespace, quotes, backslashes or "%": it goes into a systemd ExecStart= line`))
+	}
 	data := filepath.Clean(v.c.Spec.Etcd.DataDir)
 	if d := filepath.Clean(b.Dir); filepath.IsAbs(d) && (d == data || strings.HasPrefix(d, data+"/") || strings.HasPrefix(data, d+"/")) {
 		v.add(field.Invalid(p.Child("dir"), b.Dir, "must not overlap spec.etcd.dataDir ("+v.c.Spec.Etcd.DataDir+"): reset deletes the data dir, and the backups must survive it"))

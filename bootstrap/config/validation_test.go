@@ -119,6 +119,7 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"backup schedule fraction", withSeed("  etcd: {backup: {schedule: 90500ms}}\n"), `spec.etcd.backup.schedule: Invalid value: "90500ms": must be whole seconds`},
 		{"backup keep negative", withSeed("  etcd: {backup: {keep: -1}}\n"), `spec.etcd.backup.keep: Invalid value: -1: must keep at least 1 snapshot`},
 		{"backup dir relative", withSeed("  etcd: {backup: {dir: backups}}\n"), `spec.etcd.backup.dir: Invalid value: "backups": must be an absolute path`},
+		{"backup dir with a space", withSeed("  etcd: {backup: {dir: /srv/etcd backups}}\n"), `spec.etcd.backup.dir: Invalid value: "/srv/etcd backups": must not contain whitespace`},
 		{"backup dir in data dir", withSeed("  etcd: {backup: {dir: /var/lib/etcd/backups}}\n"), `spec.etcd.backup.dir: Invalid value: "/var/lib/etcd/backups": must not overlap spec.etcd.dataDir (/var/lib/etcd): reset deletes the data dir`},
 		{"backup dir holds data dir", withSeed("  etcd: {backup: {dir: /var/lib}}\n"), `spec.etcd.backup.dir: Invalid value: "/var/lib": must not overlap spec.etcd.dataDir`},
 		{"heartbeat sub-millisecond", withSeed("  etcd: {heartbeatInterval: 100500us}\n"), `spec.etcd.heartbeatInterval: Invalid value: "100500us": etcd takes whole milliseconds`},

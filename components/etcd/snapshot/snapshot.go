@@ -186,8 +186,7 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 			PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
 	}
 	// The database first, then its sidecar: a crash in between leaves a file
-	// without a sidecar, which is not listed as a snapshot (and is named in the
-	// error of the next save with the same name, which cannot happen).
+	// without a sidecar, which is not listed (and never pruned) as a snapshot.
 	if err := os.Rename(tmpName, final); err != nil {
 		return "", nil, err
 	}
