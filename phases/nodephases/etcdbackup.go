@@ -8,12 +8,12 @@ import (
 
 // EtcdBackupPhase schedules etcd backups on an etcd host, for init and join.
 // It runs after the overlay phase, which installs the kubeforge binary the
-// timer runs.
+// timer runs; with that phase skipped it installs the binary itself.
 func EtcdBackupPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "etcd-backup",
 		Short: "Schedule etcd snapshots on this etcd host",
-		Long: `Write ` + snapshot.ServiceName + ` (kubeforge etcd snapshot backup: save a snapshot
+		Long: `Install the kubeforge binary as ` + snapshot.BinaryPath + ` (unless it is there), write ` + snapshot.ServiceName + ` (kubeforge etcd snapshot backup: save a snapshot
 of the local member, verify that it restores, keep the newest spec.etcd.backup.keep)
 and ` + snapshot.TimerName + ` (every spec.etcd.backup.schedule), create
 spec.etcd.backup.dir (0700) and enable and start the timer. Hosts without the etcd
@@ -32,7 +32,7 @@ role skip the phase; an unchanged host reports "unchanged".`,
 			}
 			b := data.Config().Spec.Etcd.Backup
 			changed, err := snapshot.Install(data.Context(), snapshot.InstallOptions{
-				Host: data.Host(), Backup: b, DryRun: data.DryRun(), Logf: data.Logger().Printf,
+				Host: data.Host(), Backup: b, Logf: data.Logger().Printf,
 			})
 			if err != nil {
 				return err

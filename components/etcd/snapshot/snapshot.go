@@ -75,17 +75,20 @@ type Member struct {
 
 // Sidecar describes a snapshot file.
 type Sidecar struct {
-	Kind              string    `json:"kind"`
-	File              string    `json:"file"`
-	Cluster           string    `json:"cluster"`
-	Time              time.Time `json:"time"`
-	Size              int64     `json:"size"`
-	SHA256            string    `json:"sha256"`
-	Revision          int64     `json:"revision"`
-	EtcdVersion       string    `json:"etcdVersion"`
-	KubernetesVersion string    `json:"kubernetesVersion"`
-	Endpoint          string    `json:"endpoint"`
-	Members           []Member  `json:"members"`
+	Kind     string    `json:"kind"`
+	File     string    `json:"file"`
+	Cluster  string    `json:"cluster"`
+	Time     time.Time `json:"time"`
+	Size     int64     `json:"size"`
+	SHA256   string    `json:"sha256"`
+	Revision int64     `json:"revision"`
+	// EtcdVersion is the member's server version; StorageVersion the data
+	// format version etcd reports with the snapshot.
+	EtcdVersion       string   `json:"etcdVersion"`
+	StorageVersion    string   `json:"storageVersion"`
+	KubernetesVersion string   `json:"kubernetesVersion"`
+	Endpoint          string   `json:"endpoint"`
+	Members           []Member `json:"members"`
 }
 
 // SaveOptions are what Save needs.
@@ -121,9 +124,14 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 
 	mctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	ml, err := o.Client.MemberList(mctx)
+	if err != nil {
+		cancel()
+		return "", nil, fmt.Errorf("etcd member list from %s: %w", o.Endpoint, err)
+	}
+	st, err := o.Client.Status(mctx, o.Endpoint)
 	cancel()
 	if err != nil {
-		return "", nil, fmt.Errorf("etcd member list from %s: %w", o.Endpoint, err)
+		return "", nil, fmt.Errorf("etcd status of %s: %w", o.Endpoint, err)
 	}
 
 	tmp, err := os.CreateTemp(o.Dir, ".kubeforge-snapshot-*.part")
@@ -179,7 +187,7 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 	sc := &Sidecar{
 		Kind: SidecarKind, File: name, Cluster: o.Cluster, Time: started.UTC().Truncate(time.Second),
 		Size: size, SHA256: hex.EncodeToString(whole.Sum(nil)), Revision: rev,
-		EtcdVersion: resp.Version, KubernetesVersion: o.KubernetesVersion, Endpoint: o.Endpoint,
+		EtcdVersion: st.Version, StorageVersion: resp.Version, KubernetesVersion: o.KubernetesVersion, Endpoint: o.Endpoint,
 	}
 	for _, m := range ml.Members {
 		sc.Members = append(sc.Members, Member{ID: strconv.FormatUint(m.ID, 16), Name: m.Name,

@@ -2,7 +2,10 @@ package snapshot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +15,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 )
 
-// The scheduled backup's units. The binary is the one the overlay phase
+// The scheduled backup's units. The binary is the one the overlay phase also
 // installs (components/overlay.BinaryPath).
 const (
 	ServiceName = "kubeforge-etcd-backup.service"
@@ -79,21 +82,27 @@ WantedBy=timers.target
 type InstallOptions struct {
 	Host   host.Host
 	Backup config.EtcdBackup
-	// DryRun: the binary an earlier phase would have installed may be missing.
-	DryRun bool
-	Logf   func(string, ...any)
+	// Executable is the kubeforge binary to install as BinaryPath when it is
+	// not there already (the overlay phase may have been skipped); "" means the
+	// running one.
+	Executable string
+	Logf       func(string, ...any)
 }
 
 // Install writes the service and timer, creates the snapshot dir (0700) and
 // enables and starts the timer; it restarts the timer when its schedule
-// changed. It needs BinaryPath on the host. A converged host reports unchanged.
+// changed. It installs BinaryPath when it is missing or differs. A converged
+// host reports unchanged.
 func Install(ctx context.Context, o InstallOptions) (changed bool, err error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
 	h := o.Host
-	if _, err := h.Stat(ctx, BinaryPath); err != nil && !(o.DryRun && host.IsNotExist(err)) {
-		return false, fmt.Errorf("%s: %s: %w (the overlay phase installs it)", h.Name(), BinaryPath, err)
+	if installed, err := ensureBinary(ctx, h, o.Executable); err != nil {
+		return false, err
+	} else if installed {
+		o.Logf("installed %s", BinaryPath)
+		changed = true
 	}
 	timer, err := Timer(o.Backup)
 	if err != nil {
@@ -143,6 +152,36 @@ func Install(ctx context.Context, o InstallOptions) (changed bool, err error) {
 		o.Logf("restarted %s (its schedule changed)", TimerName)
 	}
 	return changed, nil
+}
+
+// ensureBinary copies exe (default: the running binary) to BinaryPath on h
+// unless the same bytes are there, as the overlay phase does.
+func ensureBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return false, fmt.Errorf("finding the kubeforge binary to install: %w", err)
+		}
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", exe, err)
+	}
+	sum := sha256.Sum256(data)
+	if fi, err := h.Stat(ctx, BinaryPath); err == nil && fi.Size == int64(len(data)) {
+		c := host.Cmd{Argv: []string{"sha256sum", BinaryPath}, ReadOnly: true}
+		if r, err := h.Run(ctx, c); err == nil && r.OK() {
+			if got, _, _ := strings.Cut(strings.TrimSpace(string(r.Stdout)), " "); got == hex.EncodeToString(sum[:]) {
+				return false, nil
+			}
+		}
+	} else if err != nil && !host.IsNotExist(err) {
+		return false, err
+	}
+	if err := h.WriteFile(ctx, BinaryPath, data, host.WriteOptions{Mode: 0o755}); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Present reports whether h has the backup units.
