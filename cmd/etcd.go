@@ -17,9 +17,9 @@ func init() { register(newEtcdCmd) }
 func newEtcdCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "etcd",
-		Short: "Inspect the cluster's etcd members",
+		Short: "Inspect the cluster's etcd members and take, list and verify snapshots",
 	}
-	c.AddCommand(newEtcdStatusCmd())
+	c.AddCommand(newEtcdStatusCmd(), newEtcdSnapshotCmd())
 	return c
 }
 

@@ -77,7 +77,8 @@ func everyField() *Cluster {
 		DNSDomain: "prod.local", Overlay: Overlay{VNI: 4096, Port: 4789, MTU: 1450, TxChecksumOffload: TxChecksumOffloadEnabled}}
 	c.Spec.Etcd = Etcd{DataDir: "/data/etcd", AutoCompactionMode: CompactionRevision, AutoCompactionRetention: "5000",
 		QuotaBackendBytes: 4 << 30, SnapshotCount: 50000, HeartbeatInterval: "250ms", ElectionTimeout: "2500ms",
-		ExtraArgs: map[string]string{"log-level": "warn", "experimental-initial-corrupt-check": "true"}}
+		ExtraArgs: map[string]string{"log-level": "warn", "experimental-initial-corrupt-check": "true"},
+		Backup:    EtcdBackup{Schedule: "daily", Keep: 7, Dir: "/srv/etcd-backups"}}
 	c.Spec.Certificates = Certificates{KeyAlgorithm: KeyECDSAP256, CAValidity: "175200h", Validity: "720h",
 		CertSANs: []string{"api.prod.example.com", "*.api.prod.example.com", "192.168.161.160", "fd00::10"}}
 	c.Spec.Components.APIServer.ExtraArgs = map[string]string{"audit-log-maxage": "30", "v": "2"}

@@ -33,6 +33,11 @@ const (
 	DefaultSnapshotCount     int64 = 10000
 	DefaultHeartbeatInterval       = Duration("100ms")
 	DefaultElectionTimeout         = Duration("1000ms")
+	// Hourly snapshots, a day of them kept: losing at most an hour of cluster
+	// state, and a day to notice a mistake that is in every newer snapshot.
+	DefaultEtcdBackupSchedule = "1h"
+	DefaultEtcdBackupKeep     = 24
+	DefaultEtcdBackupDir      = "/var/lib/kubeforge/etcd-snapshots"
 
 	DefaultKeyAlgorithm = KeyRSA2048
 	DefaultCAValidity   = Duration("87600h")
@@ -158,6 +163,15 @@ func SetDefaults(c *Cluster) {
 	}
 	if e.HeartbeatInterval == "" {
 		e.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if e.Backup.Schedule == "" {
+		e.Backup.Schedule = DefaultEtcdBackupSchedule
+	}
+	if e.Backup.Keep == 0 {
+		e.Backup.Keep = DefaultEtcdBackupKeep
+	}
+	if e.Backup.Dir == "" {
+		e.Backup.Dir = DefaultEtcdBackupDir
 	}
 	if e.ElectionTimeout == "" {
 		e.ElectionTimeout = DefaultElectionTimeout

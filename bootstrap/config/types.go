@@ -186,6 +186,21 @@ type Etcd struct {
 	// ExtraArgs are more etcd flags, name (without "--") to value. They override
 	// what kubeforge would set.
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// Backup schedules snapshots of etcd on every etcd host.
+	Backup EtcdBackup `json:"backup"`
+}
+
+// EtcdBackup configures kubeforge-etcd-backup.timer: every Schedule it saves a
+// snapshot of the local member into Dir, verifies that it restores, and keeps the
+// newest Keep snapshots.
+type EtcdBackup struct {
+	// Schedule is an interval ("6h", "30m": the time between two runs) or one of
+	// systemd's calendar shorthands: minutely, hourly, daily, weekly, monthly.
+	Schedule string `json:"schedule,omitempty"`
+	// Keep is how many snapshots stay after each run (at least 1).
+	Keep int `json:"keep,omitempty"`
+	// Dir holds the snapshots and their sidecars (created 0700).
+	Dir string `json:"dir,omitempty"`
 }
 
 // KeyAlgorithm is the algorithm and size of every private key kubeforge creates.

@@ -518,6 +518,42 @@ func (v *validator) etcd(p *field.Path) {
 	}
 
 	v.extraArgs(p.Child("extraArgs"), "etcd", e.ExtraArgs)
+	v.etcdBackup(p.Child("backup"))
+}
+
+// BackupCalendarShorthands are the systemd calendar names spec.etcd.backup.schedule
+// accepts besides an interval; systemd 219 knows all of them.
+var BackupCalendarShorthands = []string{"minutely", "hourly", "daily", "weekly", "monthly"}
+
+// minBackupInterval keeps a mistyped schedule ("1s") from snapshotting and
+// verifying a large database back to back.
+const minBackupInterval = time.Minute
+
+func (v *validator) etcdBackup(p *field.Path) {
+	b := v.c.Spec.Etcd.Backup
+	sp := p.Child("schedule")
+	if !slices.Contains(BackupCalendarShorthands, b.Schedule) {
+		d, err := time.ParseDuration(b.Schedule)
+		switch {
+		case err != nil:
+			v.add(field.Invalid(sp, b.Schedule, `want an interval such as "1h" or "30m", or one of `+strings.Join(BackupCalendarShorthands, ", ")))
+		case d < minBackupInterval:
+			v.add(field.Invalid(sp, b.Schedule, "must be at least 1m"))
+		case d%time.Second != 0:
+			v.add(field.Invalid(sp, b.Schedule, "must be whole seconds"))
+		}
+	}
+	if b.Keep < 1 {
+		v.add(field.Invalid(p.Child("keep"), b.Keep, "must keep at least 1 snapshot"))
+	}
+	v.absPath(p.Child("dir"), b.Dir)
+	if strings.ContainsAny(b.Dir, " \t%\"'\\") {
+		v.add(field.Invalid(p.Child("dir"), b.Dir, `must not contain whitespace, quotes, backslashes or "%": it goes into a systemd ExecStart= line`))
+	}
+	data := filepath.Clean(v.c.Spec.Etcd.DataDir)
+	if d := filepath.Clean(b.Dir); filepath.IsAbs(d) && (d == data || strings.HasPrefix(d, data+"/") || strings.HasPrefix(data, d+"/")) {
+		v.add(field.Invalid(p.Child("dir"), b.Dir, "must not overlap spec.etcd.dataDir ("+v.c.Spec.Etcd.DataDir+"): reset deletes the data dir, and the backups must survive it"))
+	}
 }
 
 // millis parses an etcd raft timing, which etcd's flags take in whole milliseconds.

@@ -114,6 +114,14 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"quota negative", withSeed("  etcd: {quotaBackendBytes: -1}\n"), `spec.etcd.quotaBackendBytes: Invalid value: -1: must be positive`},
 		{"snapshot count negative", withSeed("  etcd: {snapshotCount: -10}\n"), `spec.etcd.snapshotCount: Invalid value: -10: must be positive`},
 		{"heartbeat without unit", withSeed("  etcd: {heartbeatInterval: 100}\n"), `spec.etcd.heartbeatInterval: Invalid value: "100": not a duration`},
+		{"backup schedule not a duration", withSeed("  etcd: {backup: {schedule: nightly}}\n"), `spec.etcd.backup.schedule: Invalid value: "nightly": want an interval such as "1h" or "30m", or one of minutely, hourly, daily, weekly, monthly`},
+		{"backup schedule too short", withSeed("  etcd: {backup: {schedule: 10s}}\n"), `spec.etcd.backup.schedule: Invalid value: "10s": must be at least 1m`},
+		{"backup schedule fraction", withSeed("  etcd: {backup: {schedule: 90500ms}}\n"), `spec.etcd.backup.schedule: Invalid value: "90500ms": must be whole seconds`},
+		{"backup keep negative", withSeed("  etcd: {backup: {keep: -1}}\n"), `spec.etcd.backup.keep: Invalid value: -1: must keep at least 1 snapshot`},
+		{"backup dir relative", withSeed("  etcd: {backup: {dir: backups}}\n"), `spec.etcd.backup.dir: Invalid value: "backups": must be an absolute path`},
+		{"backup dir with a space", withSeed("  etcd: {backup: {dir: /srv/etcd backups}}\n"), `spec.etcd.backup.dir: Invalid value: "/srv/etcd backups": must not contain whitespace`},
+		{"backup dir in data dir", withSeed("  etcd: {backup: {dir: /var/lib/etcd/backups}}\n"), `spec.etcd.backup.dir: Invalid value: "/var/lib/etcd/backups": must not overlap spec.etcd.dataDir (/var/lib/etcd): reset deletes the data dir`},
+		{"backup dir holds data dir", withSeed("  etcd: {backup: {dir: /var/lib}}\n"), `spec.etcd.backup.dir: Invalid value: "/var/lib": must not overlap spec.etcd.dataDir`},
 		{"heartbeat sub-millisecond", withSeed("  etcd: {heartbeatInterval: 100500us}\n"), `spec.etcd.heartbeatInterval: Invalid value: "100500us": etcd takes whole milliseconds`},
 		{"election below 5 heartbeats", withSeed("  etcd: {electionTimeout: 400ms}\n"), `spec.etcd.electionTimeout: Invalid value: "400ms": must be at least 5 times spec.etcd.heartbeatInterval (100ms)`},
 		{"election above 50s", withSeed("  etcd: {electionTimeout: 51s}\n"), `spec.etcd.electionTimeout: Invalid value: "51s": etcd allows at most 50s`},
@@ -269,6 +277,22 @@ func TestValidateRejectsInvalidUTF8(t *testing.T) {
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %s in %v", want, err)
+		}
+	}
+}
+
+func TestEtcdBackupDefaultsAndShorthands(t *testing.T) {
+	c, err := Decode([]byte(withSeed("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Spec.Etcd.Backup
+	if b.Schedule != DefaultEtcdBackupSchedule || b.Keep != DefaultEtcdBackupKeep || b.Dir != DefaultEtcdBackupDir {
+		t.Errorf("defaults: got %+v", b)
+	}
+	for _, s := range append([]string{"1m", "6h", "90m"}, BackupCalendarShorthands...) {
+		if _, err := Decode([]byte(withSeed("  etcd: {backup: {schedule: " + s + ", keep: 3, dir: /srv/etcd-backups}}\n"))); err != nil {
+			t.Errorf("schedule %q: %v", s, err)
 		}
 	}
 }

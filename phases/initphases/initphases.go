@@ -37,6 +37,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeProxyPhase(),
 		r.csrApproverPhase(),
 		overlayPhase(),
+		nodephases.EtcdBackupPhase(),
 		r.markControlPlanePhase(),
 		nodephases.WaitNodePhase(),
 		r.showJoinPhase(),
