@@ -92,6 +92,9 @@ func everyField() *Cluster {
 		"y": "on", "z": "1:2:3", "0": "2001-01-01", "1": ".inf", "2": "-.5", "3": "+1", "4": "0o17", "5": "true"}
 	c.Spec.TimeSync = TimeSync{Server: "node01", UpstreamServers: []string{"0.pool.ntp.org", "192.168.1.1"}}
 	c.Spec.Security = Security{SELinux: SELinuxEnforcingKeep, Firewall: FirewallOpenPorts}
+	off := false
+	c.Spec.Addons.CoreDNS = CoreDNS{Enabled: &off, Replicas: 3, Upstreams: []string{"192.168.1.53", "[fd00::53]:5353"},
+		StubDomains: []StubDomain{{Domain: "corp.example.com", Servers: []string{"10.10.0.53", "10.10.1.53:5353"}}}}
 	return c
 }
 
@@ -147,6 +150,41 @@ func TestDecodeFillsDefaults(t *testing.T) {
 	}
 	if c.Metadata.Name != "lab" || c.Spec.KubernetesVersion != DefaultKubernetesVersion {
 		t.Errorf("metadata/version %q %q", c.Metadata.Name, c.Spec.KubernetesVersion)
+	}
+	if dns := c.Spec.Addons.CoreDNS; !dns.IsEnabled() || dns.Enabled == nil || dns.Replicas != DefaultCoreDNSReplicas || dns.Upstreams != nil {
+		t.Errorf("coreDNS defaults %+v", dns)
+	}
+}
+
+// enabled: false must survive defaulting: a nil *bool means "not said", which
+// defaults to true; an explicit false is the operator's.
+func TestCoreDNSDisabledStaysDisabled(t *testing.T) {
+	c, err := Decode([]byte(withSeed("  addons: {coreDNS: {enabled: false}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.Addons.CoreDNS.IsEnabled() {
+		t.Fatal("enabled: false was defaulted to true")
+	}
+	SetDefaults(c)
+	if c.Spec.Addons.CoreDNS.IsEnabled() || c.Spec.Addons.CoreDNS.Replicas != 2 {
+		t.Fatalf("after SetDefaults: %+v", c.Spec.Addons.CoreDNS)
+	}
+}
+
+func TestParseDNSServer(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.2": "10.0.0.2:53", "10.0.0.2:5353": "10.0.0.2:5353", "fd00::53": "[fd00::53]:53",
+		"[fd00::53]:54": "[fd00::53]:54", "::ffff:10.0.0.2": "10.0.0.2:53",
+	} {
+		if got, err := ParseDNSServer(in); err != nil || got.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "dns.example", "10.0.0.2:", "10.0.0.2:0", "10.0.0.2:70000", "fe80::1%eth0"} {
+		if got, err := ParseDNSServer(bad); err == nil {
+			t.Errorf("%q accepted as %v", bad, got)
+		}
 	}
 }
 

@@ -41,6 +41,10 @@ const (
 	DefaultSELinux  = SELinuxDisabled
 	DefaultFirewall = FirewallDisable
 
+	// Two CoreDNS replicas on two nodes, as kubeadm deploys: one node going down
+	// leaves cluster DNS answering.
+	DefaultCoreDNSReplicas = 2
+
 	DefaultSSHUser = "root"
 	DefaultSSHPort = 22
 )
@@ -196,6 +200,26 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Security.Firewall == "" {
 		s.Security.Firewall = DefaultFirewall
+	}
+
+	dns := &s.Addons.CoreDNS
+	if dns.Enabled == nil {
+		enabled := true
+		dns.Enabled = &enabled
+	}
+	if dns.Replicas == 0 {
+		dns.Replicas = DefaultCoreDNSReplicas
+	}
+	if len(dns.Upstreams) == 0 {
+		dns.Upstreams = nil
+	}
+	if len(dns.StubDomains) == 0 {
+		dns.StubDomains = nil
+	}
+	for i := range dns.StubDomains {
+		if len(dns.StubDomains[i].Servers) == 0 {
+			dns.StubDomains[i].Servers = nil
+		}
 	}
 }
 
