@@ -172,6 +172,17 @@ func TestCoreDNSDisabledStaysDisabled(t *testing.T) {
 	}
 }
 
+// A one-host cluster gets one CoreDNS replica: the pods keep to one per node.
+func TestCoreDNSReplicasDefaultToHosts(t *testing.T) {
+	c, err := Decode([]byte(withHosts("  - {name: a, address: 10.0.0.1, roles: [control-plane, etcd, worker]}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Spec.Addons.CoreDNS.Replicas; r != 1 {
+		t.Fatalf("replicas %d on one host, want 1", r)
+	}
+}
+
 func TestParseDNSServer(t *testing.T) {
 	for in, want := range map[string]string{
 		"10.0.0.2": "10.0.0.2:53", "10.0.0.2:5353": "10.0.0.2:5353", "fd00::53": "[fd00::53]:53",
@@ -283,8 +294,16 @@ func TestHelpers(t *testing.T) {
 	if ip, err := v6.ClusterDNSIP(); err != nil || ip.String() != "fd00:96::a" {
 		t.Errorf("IPv6 ClusterDNSIP %v %v", ip, err)
 	}
-	if _, err := (Networking{ServiceCIDR: "10.0.0.0/29"}).ClusterDNSIP(); err == nil {
-		t.Errorf("a /29 has no tenth address")
+	// The kubelets' clusterDNS and Service kube-dns both come from ClusterDNSIP.
+	for cidr, want := range map[string]string{"10.96.5.7/12": "10.96.0.10", "172.20.0.0/16": "172.20.0.10", "192.168.0.0/28": "192.168.0.10"} {
+		if ip, err := (Networking{ServiceCIDR: cidr}).ClusterDNSIP(); err != nil || ip.String() != want {
+			t.Errorf("ClusterDNSIP of %s: %v %v, want %s", cidr, ip, err, want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/29", "nonsense", ""} {
+		if _, err := (Networking{ServiceCIDR: bad}).ClusterDNSIP(); err == nil {
+			t.Errorf("ClusterDNSIP of %q accepted (a /29 has no tenth address)", bad)
+		}
 	}
 	host, port, err := c.ControlPlaneEndpointHostPort()
 	if err != nil || host != "192.168.161.151" || port != 6443 {

@@ -42,7 +42,7 @@ const (
 	DefaultFirewall = FirewallDisable
 
 	// Two CoreDNS replicas on two nodes, as kubeadm deploys: one node going down
-	// leaves cluster DNS answering.
+	// leaves cluster DNS answering. (One on a one-host cluster.)
 	DefaultCoreDNSReplicas = 2
 
 	DefaultSSHUser = "root"
@@ -208,7 +208,12 @@ func SetDefaults(c *Cluster) {
 		dns.Enabled = &enabled
 	}
 	if dns.Replicas == 0 {
+		// One replica per node at most (the pods repel each other), so a
+		// one-host cluster gets one.
 		dns.Replicas = DefaultCoreDNSReplicas
+		if n := len(c.HostNames()); n > 0 && n < dns.Replicas {
+			dns.Replicas = n
+		}
 	}
 	if len(dns.Upstreams) == 0 {
 		dns.Upstreams = nil

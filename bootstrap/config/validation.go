@@ -656,6 +656,9 @@ func (v *validator) addons(p *field.Path) {
 	dns, dp := v.c.Spec.Addons.CoreDNS, p.Child("coreDNS")
 	if dns.Replicas < 1 || dns.Replicas > maxCoreDNSReplicas {
 		v.add(field.Invalid(dp.Child("replicas"), dns.Replicas, fmt.Sprintf("must be between 1 and %d", maxCoreDNSReplicas)))
+	} else if n := len(v.c.HostNames()); dns.IsEnabled() && n > 0 && dns.Replicas > n {
+		v.warn(dp.Child("replicas"), "%d replicas on %d hosts: CoreDNS pods keep to one per node, so %d stay Pending until more nodes join",
+			dns.Replicas, n, dns.Replicas-n)
 	}
 	v.dnsServers(dp.Child("upstreams"), dns.Upstreams)
 	seen := map[string]int{}

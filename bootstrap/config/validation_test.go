@@ -232,6 +232,8 @@ func TestWarnings(t *testing.T) {
 		{"loopback address", withHosts(`  - {name: a, address: 127.0.0.2, roles: [control-plane, etcd]}
   - {name: b, address: 10.0.0.2, roles: [worker]}
 `), "spec.hosts[0].address: 127.0.0.2 is a loopback address"},
+		{"coredns replicas above hosts", withSeed("  addons: {coreDNS: {replicas: 4}}\n"),
+			"spec.addons.coreDNS.replicas: 4 replicas on 3 hosts: CoreDNS pods keep to one per node, so 1 stay Pending"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,6 +39,8 @@ func Phases() []workflow.Phase {
 		overlayPhase(),
 		r.markControlPlanePhase(),
 		nodephases.WaitNodePhase(),
+		// Add-ons need a Ready node to run on.
+		r.addonPhase(),
 		r.showJoinPhase(),
 	}
 }
