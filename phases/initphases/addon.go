@@ -37,8 +37,8 @@ every node by the images phase) into kube-system: ServiceAccount and ClusterRole
 ` + coredns.ClusterRoleName + ` (list/watch EndpointSlices, Services, Namespaces), the Corefile
 ConfigMap, Deployment coredns (spec.addons.coreDNS.replicas, one per node), a
 PodDisruptionBudget, and Service ` + coredns.ServiceName + ` at the tenth address of the service CIDR,
-the address every kubelet gives pods as their nameserver. Then wait (up to 3
-minutes) until one replica is ready.
+the address every kubelet gives pods as their nameserver. Then, when this host's
+Node is Ready (it has a pod network), wait up to 3 minutes until one replica is.
 
 Names outside the cluster go to spec.addons.coreDNS.upstreams or, without them,
 to the nameservers of the node's resolver file (the kubelet's: on a host whose
@@ -91,6 +91,12 @@ func (r *run) runAddonCoreDNS(d workflow.RunData) error {
 	}
 	if len(changed) > 0 {
 		log.Printf("applied %s", strings.Join(changed, ", "))
+	}
+	// CoreDNS pods need a node with a pod network; without one (init run with
+	// --skip-phases overlay and no other CNI) waiting could only time out.
+	if why := nodeNotReady(ctx, cli, data.Node().Name); why != "" {
+		return workflow.Outcome(log, len(changed) > 0, fmt.Sprintf(
+			"CoreDNS at %s, not waiting for its pods: %s; they start once a node is Ready", objs.ClusterIP, why))
 	}
 	ready, want, err := waitCoreDNS(ctx, cli, coreDNSReadyTimeout)
 	if err != nil {
@@ -153,6 +159,23 @@ func waitCoreDNS(ctx context.Context, c kubernetes.Interface, timeout time.Durat
 			timeout, podProblems(ctx, c), coredns.Namespace, coredns.AppLabel, coredns.AppLabelValue)
 	}
 	return ready, want, nil
+}
+
+// nodeNotReady says why Node name is not Ready, "" when it is.
+func nodeNotReady(ctx context.Context, c kubernetes.Interface, name string) string {
+	n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("Node %s: %v", name, err)
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			if cond.Status == corev1.ConditionTrue {
+				return ""
+			}
+			return fmt.Sprintf("Node %s is not Ready (%s)", name, cond.Message)
+		}
+	}
+	return fmt.Sprintf("Node %s reports no Ready condition yet", name)
 }
 
 // podProblems summarises why CoreDNS pods are not ready.
