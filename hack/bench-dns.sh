@@ -25,7 +25,7 @@ fi
 python3 - "$OUT" <<'PY'
 import json, sys
 b = json.load(open(sys.argv[1]))
-f = dict(kv.split("=", 1) for kv in b["bench"].split()[:9])
+f = dict(kv.split("=", 1) for kv in b["bench"].splitlines()[0].split() if "=" in kv)
 print("cluster DNS bench (2 nspawn hosts, CoreDNS from the bundle, 2 replicas; client pod on node01 -> Service kube-dns)")
 print("  queries %s (ok %s, errors %s) in %ss, 8 in flight" % (f["queries"], f["ok"], f["errors"], f["seconds"]))
 print("  queries/s:     %s" % f["qps"])
