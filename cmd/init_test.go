@@ -94,7 +94,7 @@ func TestEveryPhaseHasASubcommand(t *testing.T) {
 
 func TestRequiredPhaseNames(t *testing.T) {
 	want := map[string]string{
-		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay etcd-backup mark-control-plane wait-node show-join-command",
+		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay etcd-backup mark-control-plane wait-node addon show-join-command",
 		"join":  "discovery preflight install-binaries certs etcd containerd images kubelet kube-proxy overlay etcd-backup wait-node",
 		"reset": "etcd-backup overlay etcd units cleanup",
 	}
@@ -124,6 +124,9 @@ func TestRequiredPhaseNames(t *testing.T) {
 	}
 	if got := sub("control-plane"); got != "apiserver controller-manager scheduler" {
 		t.Errorf("control-plane subphases %q", got)
+	}
+	if got := sub("addon"); got != "coredns" {
+		t.Errorf("addon subphases %q (kubeadm's `init phase addon coredns`)", got)
 	}
 	if got := sub("certs"); !strings.HasPrefix(got, "ca apiserver ") || !strings.Contains(got, "etcd-ca") {
 		t.Errorf("certs subphases %q", got)

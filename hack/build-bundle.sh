@@ -5,7 +5,8 @@
 # images nodes need without a registry (images/*.tar, OCI layouts) and a manifest.
 #
 #   hack/build-bundle.sh [--k8s v1.34.4] [--etcd v3.6.16] [--out DIR] [--no-tarball]
-#   (runtime versions: CONTAINERD_VERSION, RUNC_VERSION, CNI_VERSION, PAUSE_VERSION)
+#   (runtime versions: CONTAINERD_VERSION, RUNC_VERSION, CNI_VERSION, PAUSE_VERSION;
+#    add-ons: COREDNS_VERSION)
 #
 # Prints the bundle directory on the last line of stdout. A second run with the same
 # versions reuses the cache and takes seconds.
@@ -25,6 +26,9 @@ RUNC_VERSION=${RUNC_VERSION:-v1.3.6}
 CNI_VERSION=${CNI_VERSION:-v1.9.1}
 PAUSE_VERSION=${PAUSE_VERSION:-3.10}
 HTTPECHO_VERSION=${HTTPECHO_VERSION:-1.0}
+DNSQUERY_VERSION=${DNSQUERY_VERSION:-1.0}
+# The CoreDNS kubeadm v1.34 deploys.
+COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1}
 CACHE=${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}
 TARBALL=1
 OUT=""
@@ -34,7 +38,7 @@ while [ $# -gt 0 ]; do
     --etcd) ETCD_VERSION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-tarball) TARBALL=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "build-bundle: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -201,11 +205,38 @@ image() { # image NAME VERSION REF PORT...
 }
 image pause "$PAUSE_VERSION" "kubeforge.local/pause:$PAUSE_VERSION"
 image httpecho "$HTTPECHO_VERSION" "kubeforge.local/httpecho:$HTTPECHO_VERSION" --port 8080/tcp --user 65534:65534
+image dnsquery "$DNSQUERY_VERSION" "kubeforge.local/dnsquery:$DNSQUERY_VERSION" --user 65534:65534
+
+# ---- CoreDNS (images/coredns.tar) -----------------------------------------------------
+# The cluster DNS add-on (`kubeforge init phase addon coredns`) runs CoreDNS built
+# here from source, packed as an image by the same packer. coredns's main package
+# is its module root, so a wrapper module pins it as a tool like etcd's.
+# It runs as 65532 (upstream image's nonroot user) with no capabilities: the pod
+# lowers net.ipv4.ip_unprivileged_port_start for its own network namespace.
+cd_key="$COREDNS_VERSION-$(cat "$REPO/components/images/oci/oci.go" "$REPO/hack/bundle-manifest/main.go" | sha256sum | cut -c1-16)"
+if ! stamp_ok images/coredns.tar "$cd_key"; then
+  W=$BUILD/coredns-$COREDNS_VERSION
+  wrapper "$W" kubeforge.local/coredns-build "github.com/coredns/coredns@$COREDNS_VERSION"
+  if [ "$(cat "$W/.coredns.built" 2>/dev/null)" != "$COREDNS_VERSION" ]; then
+    s=$(date +%s)
+    (cd "$W" && go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=kubeforge" \
+      -o "$W/coredns.tmp" github.com/coredns/coredns)
+    mv "$W/coredns.tmp" "$W/coredns"; echo "$COREDNS_VERSION" >"$W/.coredns.built"
+    log "built coredns $COREDNS_VERSION in $(( $(date +%s) - s ))s"
+  fi
+  s=$(date +%s)
+  (cd "$REPO" && go run ./hack/bundle-manifest pack-image --name "kubeforge.local/coredns:$COREDNS_VERSION" \
+    --binary "$W/coredns" --version "$COREDNS_VERSION" --out "$OUT/images/coredns.tar.tmp" \
+    --port 53/udp --port 53/tcp --port 9153/tcp --user 65532:65532)
+  mv "$OUT/images/coredns.tar.tmp" "$OUT/images/coredns.tar"; stamp images/coredns.tar "$cd_key"
+  log "packed image kubeforge.local/coredns:$COREDNS_VERSION (images/coredns.tar) in $(( $(date +%s) - s ))s"
+fi
 
 # ---- manifest and tarball -------------------------------------------------------------
 (cd "$REPO" && go run ./hack/bundle-manifest --dir "$OUT" --kubernetes "$K8S_VERSION" --etcd "$ETCD_VERSION" \
   --containerd "$CONTAINERD_VERSION" --runc "$RUNC_VERSION" --cni "$CNI_VERSION" \
-  --image "pause=$PAUSE_VERSION" --image "httpecho=$HTTPECHO_VERSION") >&2
+  --image "pause=$PAUSE_VERSION" --image "httpecho=$HTTPECHO_VERSION" --image "dnsquery=$DNSQUERY_VERSION" \
+  --image "coredns=$COREDNS_VERSION") >&2
 if [ $TARBALL = 1 ]; then
   tgz="$OUT.tar.gz"
   if [ ! -f "$tgz" ] || [ "$OUT/manifest.json" -nt "$tgz" ]; then

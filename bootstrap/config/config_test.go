@@ -93,6 +93,9 @@ func everyField() *Cluster {
 		"y": "on", "z": "1:2:3", "0": "2001-01-01", "1": ".inf", "2": "-.5", "3": "+1", "4": "0o17", "5": "true"}
 	c.Spec.TimeSync = TimeSync{Server: "node01", UpstreamServers: []string{"0.pool.ntp.org", "192.168.1.1"}}
 	c.Spec.Security = Security{SELinux: SELinuxEnforcingKeep, Firewall: FirewallOpenPorts}
+	off := false
+	c.Spec.Addons.CoreDNS = CoreDNS{Enabled: &off, Replicas: 3, Upstreams: []string{"192.168.1.53", "[fd00::53]:5353"},
+		StubDomains: []StubDomain{{Domain: "corp.example.com", Servers: []string{"10.10.0.53", "10.10.1.53:5353"}}}}
 	return c
 }
 
@@ -148,6 +151,52 @@ func TestDecodeFillsDefaults(t *testing.T) {
 	}
 	if c.Metadata.Name != "lab" || c.Spec.KubernetesVersion != DefaultKubernetesVersion {
 		t.Errorf("metadata/version %q %q", c.Metadata.Name, c.Spec.KubernetesVersion)
+	}
+	if dns := c.Spec.Addons.CoreDNS; !dns.IsEnabled() || dns.Enabled == nil || dns.Replicas != DefaultCoreDNSReplicas || dns.Upstreams != nil {
+		t.Errorf("coreDNS defaults %+v", dns)
+	}
+}
+
+// enabled: false must survive defaulting: a nil *bool means "not said", which
+// defaults to true; an explicit false is the operator's.
+func TestCoreDNSDisabledStaysDisabled(t *testing.T) {
+	c, err := Decode([]byte(withSeed("  addons: {coreDNS: {enabled: false}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.Addons.CoreDNS.IsEnabled() {
+		t.Fatal("enabled: false was defaulted to true")
+	}
+	SetDefaults(c)
+	if c.Spec.Addons.CoreDNS.IsEnabled() || c.Spec.Addons.CoreDNS.Replicas != 2 {
+		t.Fatalf("after SetDefaults: %+v", c.Spec.Addons.CoreDNS)
+	}
+}
+
+// A one-host cluster gets one CoreDNS replica: the pods keep to one per node.
+func TestCoreDNSReplicasDefaultToHosts(t *testing.T) {
+	c, err := Decode([]byte(withHosts("  - {name: a, address: 10.0.0.1, roles: [control-plane, etcd, worker]}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Spec.Addons.CoreDNS.Replicas; r != 1 {
+		t.Fatalf("replicas %d on one host, want 1", r)
+	}
+}
+
+func TestParseDNSServer(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.2": "10.0.0.2:53", "10.0.0.2:5353": "10.0.0.2:5353", "fd00::53": "[fd00::53]:53",
+		"[fd00::53]:54": "[fd00::53]:54", "::ffff:10.0.0.2": "10.0.0.2:53",
+	} {
+		if got, err := ParseDNSServer(in); err != nil || got.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "dns.example", "10.0.0.2:", "10.0.0.2:0", "10.0.0.2:70000", "fe80::1%eth0"} {
+		if got, err := ParseDNSServer(bad); err == nil {
+			t.Errorf("%q accepted as %v", bad, got)
+		}
 	}
 }
 
@@ -246,8 +295,16 @@ func TestHelpers(t *testing.T) {
 	if ip, err := v6.ClusterDNSIP(); err != nil || ip.String() != "fd00:96::a" {
 		t.Errorf("IPv6 ClusterDNSIP %v %v", ip, err)
 	}
-	if _, err := (Networking{ServiceCIDR: "10.0.0.0/29"}).ClusterDNSIP(); err == nil {
-		t.Errorf("a /29 has no tenth address")
+	// The kubelets' clusterDNS and Service kube-dns both come from ClusterDNSIP.
+	for cidr, want := range map[string]string{"10.96.5.7/12": "10.96.0.10", "172.20.0.0/16": "172.20.0.10", "192.168.0.0/28": "192.168.0.10"} {
+		if ip, err := (Networking{ServiceCIDR: cidr}).ClusterDNSIP(); err != nil || ip.String() != want {
+			t.Errorf("ClusterDNSIP of %s: %v %v, want %s", cidr, ip, err, want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/29", "nonsense", ""} {
+		if _, err := (Networking{ServiceCIDR: bad}).ClusterDNSIP(); err == nil {
+			t.Errorf("ClusterDNSIP of %q accepted (a /29 has no tenth address)", bad)
+		}
 	}
 	host, port, err := c.ControlPlaneEndpointHostPort()
 	if err != nil || host != "192.168.161.151" || port != 6443 {

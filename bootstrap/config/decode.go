@@ -315,6 +315,10 @@ func normalize(v any, t reflect.Type, p *field.Path) field.ErrorList {
 			}
 			obj[k] = s
 		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return field.ErrorList{field.TypeInvalid(p, scalarForMessage(v), "must be true or false")}
+		}
 	case reflect.String:
 		// Parents rewrite their string members in place; nothing left to do here.
 		return nil

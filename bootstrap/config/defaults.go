@@ -46,6 +46,10 @@ const (
 	DefaultSELinux  = SELinuxDisabled
 	DefaultFirewall = FirewallDisable
 
+	// Two CoreDNS replicas on two nodes, as kubeadm deploys: one node going down
+	// leaves cluster DNS answering. (One on a one-host cluster.)
+	DefaultCoreDNSReplicas = 2
+
 	DefaultSSHUser = "root"
 	DefaultSSHPort = 22
 )
@@ -210,6 +214,31 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Security.Firewall == "" {
 		s.Security.Firewall = DefaultFirewall
+	}
+
+	dns := &s.Addons.CoreDNS
+	if dns.Enabled == nil {
+		enabled := true
+		dns.Enabled = &enabled
+	}
+	if dns.Replicas == 0 {
+		// One replica per node at most (the pods repel each other), so a
+		// one-host cluster gets one.
+		dns.Replicas = DefaultCoreDNSReplicas
+		if n := len(c.HostNames()); n > 0 && n < dns.Replicas {
+			dns.Replicas = n
+		}
+	}
+	if len(dns.Upstreams) == 0 {
+		dns.Upstreams = nil
+	}
+	if len(dns.StubDomains) == 0 {
+		dns.StubDomains = nil
+	}
+	for i := range dns.StubDomains {
+		if len(dns.StubDomains[i].Servers) == 0 {
+			dns.StubDomains[i].Servers = nil
+		}
 	}
 }
 

@@ -60,6 +60,7 @@ type ClusterSpec struct {
 	Components   Components   `json:"components,omitzero"`
 	TimeSync     TimeSync     `json:"timeSync"`
 	Security     Security     `json:"security"`
+	Addons       Addons       `json:"addons"`
 }
 
 // Role is a job a host does in the cluster. A host may have several.
@@ -315,6 +316,43 @@ type Security struct {
 	SELinux  SELinuxMode  `json:"selinux,omitempty"`
 	Firewall FirewallMode `json:"firewall,omitempty"`
 }
+
+// Addons are the cluster add-ons kubeforge deploys into the cluster once the
+// control plane is up (init phase addon).
+type Addons struct {
+	CoreDNS CoreDNS `json:"coreDNS"`
+}
+
+// CoreDNS configures the cluster DNS: CoreDNS from the bundle, serving
+// spec.networking.dnsDomain and the reverse zones of the pod and service CIDRs
+// at the cluster DNS address (the tenth of the service CIDR), and forwarding
+// every other name to the upstream resolvers.
+type CoreDNS struct {
+	// Enabled deploys CoreDNS (default true). Without it pods' resolv.conf still
+	// names the cluster DNS address, where nothing answers.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Replicas of the CoreDNS Deployment (default 2), spread over nodes.
+	Replicas int `json:"replicas,omitempty"`
+	// Upstreams are the resolvers names outside the cluster are forwarded to, as
+	// IP or IP:port (port 53 by default). Empty means the resolver file of the
+	// node each CoreDNS pod runs on (the kubelet's resolvConf, which already
+	// skips systemd-resolved's 127.0.0.53 stub).
+	Upstreams []string `json:"upstreams,omitempty"`
+	// StubDomains send the names of a domain to its own servers (a corporate
+	// zone, say) instead of the upstreams.
+	StubDomains []StubDomain `json:"stubDomains,omitempty"`
+}
+
+// StubDomain is one domain forwarded to servers of its own.
+type StubDomain struct {
+	// Domain is a DNS name ("corp.example.com").
+	Domain string `json:"domain"`
+	// Servers are IP or IP:port; at least one.
+	Servers []string `json:"servers"`
+}
+
+// IsEnabled reports whether CoreDNS is to be deployed (true unless set false).
+func (c CoreDNS) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
 
 // Duration is a time.ParseDuration string ("8760h", "100ms"). It stays a string in
 // the types so the YAML reads the way it was written and a bad value is reported by

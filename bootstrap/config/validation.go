@@ -34,6 +34,9 @@ const (
 	// kube-apiserver rejects a service CIDR with more than 20 host bits; kubeforge
 	// puts the cluster DNS on the tenth address, so at least 4 host bits.
 	maxServiceHostBits = 20
+	// A CoreDNS Deployment larger than this is a typo, not a plan: each replica
+	// watches every Service and EndpointSlice of the cluster.
+	maxCoreDNSReplicas = 100
 	minServiceHostBits = 4
 	minMTU, maxMTU     = 576, 9000
 	minMTUv6           = 1280
@@ -128,6 +131,7 @@ func (v *validator) run() {
 	v.certificates(spec.Child("certificates"))
 	v.components(spec.Child("components"))
 	v.timeSync(spec.Child("timeSync"))
+	v.addons(spec.Child("addons"))
 
 	sec := spec.Child("security")
 	v.enum(sec.Child("selinux"), string(c.Spec.Security.SELinux),
@@ -682,4 +686,85 @@ func sortedStringKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+func (v *validator) addons(p *field.Path) {
+	dns, dp := v.c.Spec.Addons.CoreDNS, p.Child("coreDNS")
+	if dns.Replicas < 1 || dns.Replicas > maxCoreDNSReplicas {
+		v.add(field.Invalid(dp.Child("replicas"), dns.Replicas, fmt.Sprintf("must be between 1 and %d", maxCoreDNSReplicas)))
+	} else if n := len(v.c.HostNames()); dns.IsEnabled() && n > 0 && dns.Replicas > n {
+		v.warn(dp.Child("replicas"), "%d replicas on %d hosts: CoreDNS pods keep to one per node, so %d stay Pending until more nodes join",
+			dns.Replicas, n, dns.Replicas-n)
+	}
+	v.dnsServers(dp.Child("upstreams"), dns.Upstreams)
+	seen := map[string]int{}
+	domain := strings.TrimSuffix(strings.ToLower(v.c.Spec.Networking.DNSDomain), ".")
+	for i, sd := range dns.StubDomains {
+		sp := dp.Child("stubDomains").Index(i)
+		d := strings.TrimSuffix(strings.ToLower(sd.Domain), ".")
+		switch {
+		case d == "":
+			v.add(field.Required(sp.Child("domain"), "the DNS domain whose names go to these servers"))
+		case len(validation.IsDNS1123Subdomain(d)) > 0:
+			v.add(field.Invalid(sp.Child("domain"), sd.Domain, strings.Join(validation.IsDNS1123Subdomain(d), "; ")))
+		case domain != "" && (d == domain || strings.HasSuffix(d, "."+domain) || strings.HasSuffix(domain, "."+d)):
+			v.add(field.Invalid(sp.Child("domain"), sd.Domain,
+				"overlaps the cluster domain spec.networking.dnsDomain "+v.c.Spec.Networking.DNSDomain+"; cluster names are CoreDNS's own"))
+		default:
+			if j, dup := seen[d]; dup {
+				e := field.Duplicate(sp.Child("domain"), sd.Domain)
+				e.Detail = fmt.Sprintf("also the domain of %s", dp.Child("stubDomains").Index(j))
+				v.add(e)
+			}
+			seen[d] = i
+		}
+		if len(sd.Servers) == 0 {
+			v.add(field.Required(sp.Child("servers"), "at least one IP or IP:port"))
+		}
+		v.dnsServers(sp.Child("servers"), sd.Servers)
+	}
+}
+
+// dnsServers checks a list of DNS servers written as IP or IP:port. A loopback
+// address is refused: inside the CoreDNS pod it is CoreDNS itself, and its loop
+// plugin would stop it.
+func (v *validator) dnsServers(p *field.Path, servers []string) {
+	seen := map[netip.AddrPort]bool{}
+	for i, s := range servers {
+		ap, err := ParseDNSServer(s)
+		if err != nil {
+			v.add(field.Invalid(p.Index(i), s, err.Error()))
+			continue
+		}
+		if ap.Addr().IsLoopback() || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			v.add(field.Invalid(p.Index(i), s, "a loopback, unspecified or multicast address would be CoreDNS's own pod (a forwarding loop); name the real resolver"))
+			continue
+		}
+		if seen[ap] {
+			v.add(field.Duplicate(p.Index(i), s))
+		}
+		seen[ap] = true
+	}
+}
+
+// ParseDNSServer parses a DNS server written as IP, IP:port or [IPv6]:port;
+// the port defaults to 53.
+func ParseDNSServer(s string) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.AddrPort{}, fmt.Errorf("an address with a zone cannot be reached from a pod")
+		}
+		return netip.AddrPortFrom(a.Unmap(), 53), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("must be an IP address or IP:port")
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("port 0 is not a port")
+	}
+	if ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("an address with a zone cannot be reached from a pod")
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }

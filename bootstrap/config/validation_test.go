@@ -142,6 +142,22 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"upstream duplicate", withSeed("  timeSync: {upstreamServers: [pool.ntp.org, pool.ntp.org]}\n"), `spec.timeSync.upstreamServers[1]: Duplicate value: "pool.ntp.org"`},
 		{"selinux", withSeed("  security: {selinux: enforcing}\n"), `spec.security.selinux: Unsupported value: "enforcing": supported values: "disabled", "permissive", "enforcing-keep"`},
 		{"firewall", withSeed("  security: {firewall: open}\n"), `spec.security.firewall: Unsupported value: "open": supported values: "disable", "open-ports"`},
+
+		// Add-ons.
+		{"coredns enabled not a bool", withSeed("  addons: {coreDNS: {enabled: \"no\"}}\n"), `spec.addons.coreDNS.enabled: Invalid value: "no": must be true or false`},
+		{"coredns replicas negative", withSeed("  addons: {coreDNS: {replicas: -1}}\n"), `spec.addons.coreDNS.replicas: Invalid value: -1: must be between 1 and 100`},
+		{"coredns replicas too many", withSeed("  addons: {coreDNS: {replicas: 1000}}\n"), `spec.addons.coreDNS.replicas: Invalid value: 1000: must be between 1 and 100`},
+		{"coredns upstream name", withSeed("  addons: {coreDNS: {upstreams: [dns.example.com]}}\n"), `spec.addons.coreDNS.upstreams[0]: Invalid value: "dns.example.com": must be an IP address or IP:port`},
+		{"coredns upstream loopback", withSeed("  addons: {coreDNS: {upstreams: [127.0.0.53]}}\n"), `spec.addons.coreDNS.upstreams[0]: Invalid value: "127.0.0.53": a loopback, unspecified or multicast address would be CoreDNS's own pod`},
+		{"coredns upstream port 0", withSeed("  addons: {coreDNS: {upstreams: [\"10.0.0.2:0\"]}}\n"), `spec.addons.coreDNS.upstreams[0]: Invalid value: "10.0.0.2:0": port 0 is not a port`},
+		{"coredns upstream duplicate", withSeed("  addons: {coreDNS: {upstreams: [10.0.0.2, \"10.0.0.2:53\"]}}\n"), `spec.addons.coreDNS.upstreams[1]: Duplicate value: "10.0.0.2:53"`},
+		{"coredns stub domain missing", withSeed("  addons: {coreDNS: {stubDomains: [{servers: [10.0.0.2]}]}}\n"), `spec.addons.coreDNS.stubDomains[0].domain: Required value`},
+		{"coredns stub domain bad", withSeed("  addons: {coreDNS: {stubDomains: [{domain: \"corp_example\", servers: [10.0.0.2]}]}}\n"), `spec.addons.coreDNS.stubDomains[0].domain: Invalid value: "corp_example"`},
+		{"coredns stub domain is cluster", withSeed("  addons: {coreDNS: {stubDomains: [{domain: svc.cluster.local, servers: [10.0.0.2]}]}}\n"), `spec.addons.coreDNS.stubDomains[0].domain: Invalid value: "svc.cluster.local": overlaps the cluster domain spec.networking.dnsDomain cluster.local`},
+		{"coredns stub domain duplicate", withSeed("  addons: {coreDNS: {stubDomains: [{domain: corp.example, servers: [10.0.0.2]}, {domain: Corp.Example., servers: [10.0.0.3]}]}}\n"), `spec.addons.coreDNS.stubDomains[1].domain: Duplicate value: "Corp.Example.": also the domain of spec.addons.coreDNS.stubDomains[0]`},
+		{"coredns stub no servers", withSeed("  addons: {coreDNS: {stubDomains: [{domain: corp.example}]}}\n"), `spec.addons.coreDNS.stubDomains[0].servers: Required value: at least one IP or IP:port`},
+		{"coredns stub server bad", withSeed("  addons: {coreDNS: {stubDomains: [{domain: corp.example, servers: [\"fe80::1%eth0\"]}]}}\n"), `spec.addons.coreDNS.stubDomains[0].servers[0]: Invalid value: "fe80::1%eth0": an address with a zone cannot be reached from a pod`},
+		{"coredns unknown field", withSeed("  addons: {coreDNS: {upstream: [10.0.0.2]}}\n"), `spec.addons.coreDNS.upstream: Forbidden: unknown field (did you mean "upstreams"?)`},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d cases", len(cases))
@@ -224,6 +240,8 @@ func TestWarnings(t *testing.T) {
 		{"loopback address", withHosts(`  - {name: a, address: 127.0.0.2, roles: [control-plane, etcd]}
   - {name: b, address: 10.0.0.2, roles: [worker]}
 `), "spec.hosts[0].address: 127.0.0.2 is a loopback address"},
+		{"coredns replicas above hosts", withSeed("  addons: {coreDNS: {replicas: 4}}\n"),
+			"spec.addons.coreDNS.replicas: 4 replicas on 3 hosts: CoreDNS pods keep to one per node, so 1 stay Pending"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

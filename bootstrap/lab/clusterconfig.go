@@ -26,6 +26,7 @@ func (s *State) ClusterConfig() (*config.Cluster, error) {
 	c.Spec.Hosts = nil
 	c.Spec.ControlPlaneEndpoint = ""
 	c.Spec.TimeSync.Server = ""
+	c.Spec.Addons.CoreDNS.Replicas = 0 // one per lab host, at most the default
 	keyPath := filepath.Join(s.Dir, "id_ed25519")
 	for _, h := range s.Hosts {
 		roles, ok := seedRoles[h.Name]

@@ -2,9 +2,7 @@ package kubelet
 
 import (
 	"fmt"
-	"math/big"
 	"net"
-	"net/netip"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -14,7 +12,8 @@ import (
 type ConfigOptions struct {
 	// CgroupDriver must be containerd's (containerd.Environment.CgroupDriver).
 	CgroupDriver string
-	// ClusterDNS is the cluster DNS service address (ClusterDNS of the service CIDR).
+	// ClusterDNS is the cluster DNS service address: config's
+	// Networking.ClusterDNSIP, where the CoreDNS add-on puts Service kube-dns.
 	ClusterDNS    string
 	ClusterDomain string
 	// ClientCAFile verifies client certificates of callers (the apiserver).
@@ -81,28 +80,4 @@ func RenderConfig(o ConfigOptions) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte("# KubeletConfiguration, written by kubeforge; changes are overwritten.\n"), out...), nil
-}
-
-// ClusterDNS is the tenth address of the service CIDR, where the cluster DNS
-// service lives by convention (10.96.0.10 for 10.96.0.0/12), as kubeadm does.
-func ClusterDNS(serviceCIDR string) (string, error) {
-	p, err := netip.ParsePrefix(serviceCIDR)
-	if err != nil {
-		return "", fmt.Errorf("service CIDR %q: %w", serviceCIDR, err)
-	}
-	p = p.Masked()
-	base := new(big.Int).SetBytes(p.Addr().AsSlice())
-	ip := new(big.Int).Add(base, big.NewInt(10))
-	b := ip.Bytes()
-	size := len(p.Addr().AsSlice())
-	if len(b) > size {
-		return "", fmt.Errorf("service CIDR %s: too small for a DNS address", serviceCIDR)
-	}
-	buf := make([]byte, size)
-	copy(buf[size-len(b):], b)
-	addr, _ := netip.AddrFromSlice(buf)
-	if !p.Contains(addr) {
-		return "", fmt.Errorf("service CIDR %s: too small for a DNS address at .10", serviceCIDR)
-	}
-	return addr.String(), nil
 }

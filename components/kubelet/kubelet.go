@@ -150,13 +150,14 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		}
 		o.CgroupDriver = env.CgroupDriver()
 	}
-	dns, err := ClusterDNS(o.Cluster.Spec.Networking.ServiceCIDR)
+	// The same helper places Service kube-dns (components/coredns).
+	dns, err := o.Cluster.Spec.Networking.ClusterDNSIP()
 	if err != nil {
 		return Result{}, fmt.Errorf("spec.networking.serviceCIDR: %w", err)
 	}
 	cfg, err := RenderConfig(ConfigOptions{
 		CgroupDriver:    o.CgroupDriver,
-		ClusterDNS:      dns,
+		ClusterDNS:      dns.String(),
 		ClusterDomain:   o.Cluster.Spec.Networking.DNSDomain,
 		ClientCAFile:    o.caFile(),
 		ResolvConf:      ResolvConf(ctx, h),

@@ -18,25 +18,6 @@ import (
 	"github.com/kubeforge/kubeforge/components/etcd"
 )
 
-func TestClusterDNS(t *testing.T) {
-	for cidr, want := range map[string]string{
-		"10.96.0.0/12":   "10.96.0.10",
-		"10.96.5.7/12":   "10.96.0.10",
-		"172.20.0.0/16":  "172.20.0.10",
-		"fd00:10::/108":  "fd00:10::a",
-		"192.168.0.0/28": "192.168.0.10",
-	} {
-		if got, err := ClusterDNS(cidr); err != nil || got != want {
-			t.Errorf("%s: %s %v, want %s", cidr, got, err, want)
-		}
-	}
-	for _, bad := range []string{"10.0.0.0/29", "nonsense", ""} {
-		if _, err := ClusterDNS(bad); err == nil {
-			t.Errorf("%s accepted", bad)
-		}
-	}
-}
-
 func TestRenderConfig(t *testing.T) {
 	data, err := RenderConfig(ConfigOptions{CgroupDriver: "systemd", ClusterDNS: "10.96.0.10", ClusterDomain: "cluster.local",
 		ClientCAFile: "/etc/kubernetes/pki/ca.crt", ResolvConf: "/etc/resolv.conf", RuntimeEndpoint: "unix:///run/containerd/containerd.sock"})

@@ -40,6 +40,8 @@ func Phases() []workflow.Phase {
 		nodephases.EtcdBackupPhase(),
 		r.markControlPlanePhase(),
 		nodephases.WaitNodePhase(),
+		// Add-ons need a Ready node to run on.
+		r.addonPhase(),
 		r.showJoinPhase(),
 	}
 }

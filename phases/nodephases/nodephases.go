@@ -95,7 +95,7 @@ directory) are printed as "adjusted for this host".`,
 func ImagesPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "images",
-		Short: "Import the bundled images (pause, test server) into containerd",
+		Short: "Import the bundled images (pause, CoreDNS, test programs) into containerd",
 		Long: `Import every images/*.tar of the bundle into containerd's k8s.io namespace,
 unpacked into the snapshotter the CRI uses, and verify each by name and digest.
 Images already present are left alone.`,
