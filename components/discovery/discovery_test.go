@@ -42,7 +42,7 @@ type apiserver struct {
 	rejected atomic.Bool // the token has expired: 401 on authenticated reads
 	// extraCA, when set, is appended to the CA in cluster-info, which stays
 	// properly signed for the token (an attacker who knows the token).
-	extraCA atomic.Pointer[[]byte]
+	extraCA  atomic.Pointer[[]byte]
 	requests atomic.Int32
 }
 
