@@ -394,6 +394,11 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 			dataDir = d // the member's own record wins over a config that may have changed
 		}
 	}
+	// Before anything changes: a data dir that is a system directory is the
+	// operator's, not something reset may delete.
+	if err := config.CheckOwnDir("etcd data dir (spec.etcd.dataDir, or data-dir in "+ConfigPath+")", dataDir); err != nil {
+		return Result{}, fmt.Errorf("%s: reset refused, nothing removed: %w", h.Name(), err)
+	}
 	r := &hostMember{h: h, cfg: MemberConfig{DataDir: dataDir}, logf: o.Logf}
 	// Files first: a host kubeforge never put etcd on has none of them, and is
 	// then left alone without even asking its systemd.
