@@ -26,7 +26,8 @@ import (
 )
 
 // TestSecurity plays the attacker against a real cluster on lab hosts
-// (master01: control plane and etcd; node05: a worker), each attack refused:
+// (master01: control plane and etcd; node01: a worker and etcd member, as in
+// the seed plan), each attack refused:
 //   - a rogue API endpoint serving cluster-info with the real CA plus its own,
 //     properly signed for the join token: the join is refused and the host is
 //     unchanged, and the rogue server never sees the token;
@@ -42,9 +43,9 @@ import (
 func TestSecurity(t *testing.T) {
 	requireE2E(t)
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar")
-	s := labFor(t, "security", "192.168.180.0/24", bdir, "master01", "node05")
+	s := labFor(t, "security", "192.168.180.0/24", bdir, "master01", "node01")
 	m := &remote{t: t, s: s, host: "master01"}
-	n := &remote{t: t, s: s, host: "node05"}
+	n := &remote{t: t, s: s, host: "node01"}
 	addr := map[string]string{}
 	netns := map[string]string{}
 	for _, h := range s.Hosts {
@@ -66,12 +67,12 @@ func TestSecurity(t *testing.T) {
 	var workerJoin string
 	for _, line := range strings.Split(initOut, "\n") {
 		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "KUBEFORGE_TOKEN=") && !strings.Contains(line, "--etcd") && !strings.Contains(line, "--control-plane") {
+		if strings.HasPrefix(line, "KUBEFORGE_TOKEN=") && strings.HasSuffix(line, " --etcd") {
 			workerJoin = line
 		}
 	}
 	if workerJoin == "" {
-		t.Fatalf("init printed no worker join command:\n%s", initOut)
+		t.Fatalf("init printed no join command for a worker with an etcd member:\n%s", initOut)
 	}
 
 	t.Run("a rogue endpoint with the real CA plus its own is refused", func(t *testing.T) {
@@ -94,7 +95,7 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("join failed, but not with the CA-bundle error:\n%s", out)
 		}
 		if d := diffSnapshots(before, after); d != "" {
-			t.Errorf("the refused join changed node05:\n%s", d)
+			t.Errorf("the refused join changed node01:\n%s", d)
 		}
 		reqs := rogue.requests()
 		if len(reqs) == 0 {
@@ -102,29 +103,29 @@ func TestSecurity(t *testing.T) {
 		}
 		for _, r := range reqs {
 			if r.auth != "" {
-				t.Errorf("node05 sent credentials to the rogue endpoint: %s %s", r.path, r.auth)
+				t.Errorf("node01 sent credentials to the rogue endpoint: %s %s", r.path, r.auth)
 			}
 			if r.path != "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
-				t.Errorf("node05 went on to %s at the rogue endpoint", r.path)
+				t.Errorf("node01 went on to %s at the rogue endpoint", r.path)
 			}
 		}
 		t.Logf("refused: %s", lastLine(out))
 	})
 
-	// The join exactly as init printed it, typed into a shell on node05.
+	// The join exactly as init printed it, typed into a shell on node01.
 	start = time.Now()
 	joinOut, err := n.shell(workerJoin)
 	if err != nil {
-		t.Fatalf("the printed join command failed on node05: %v\n%s", err, joinOut)
+		t.Fatalf("the printed join command failed on node01: %v\n%s", err, joinOut)
 	}
 	t.Logf("join took %s", time.Since(start).Round(10*time.Millisecond))
 	ctx := context.Background()
 	var ready string
 	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
-		ready, _ = m.try(`kubectl --kubeconfig /etc/kubernetes/admin.conf get node node05 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'`)
+		ready, _ = m.try(`kubectl --kubeconfig /etc/kubernetes/admin.conf get node node01 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'`)
 		return ready == "True", nil
 	}); err != nil {
-		t.Fatalf("node05 not Ready within 2m (Ready=%q)", ready)
+		t.Fatalf("node01 not Ready within 2m (Ready=%q)", ready)
 	}
 
 	t.Run("no token or certificate key where others can see it", func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestSecurity(t *testing.T) {
 			tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256}
 		for name, ep := range map[string]string{
 			"kube-apiserver": net.JoinHostPort(addr["master01"], "6443"),
-			"kubelet":        net.JoinHostPort(addr["node05"], "10250"),
+			"kubelet":        net.JoinHostPort(addr["node01"], "10250"),
 			"etcd":           net.JoinHostPort(addr["master01"], "2379"),
 		} {
 			if err := handshake(ep, &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
@@ -247,7 +248,7 @@ func TestSecurity(t *testing.T) {
 			{"--kubeconfig-dir /var/lib", `--kubeconfig-dir "/var/lib": /var/lib is a system directory`},
 			{"--cert-dir /usr/", `--cert-dir "/usr": /usr is a system directory`},
 			{"--cert-dir /", `--cert-dir "/": must not be the root directory`},
-			{"--config /root/kf/datadir-var.yaml --node-name node05", `spec.etcd.dataDir: Invalid value: "/var": /var is a system directory`},
+			{"--config /root/kf/datadir-var.yaml --node-name node01", `spec.etcd.dataDir: Invalid value: "/var": /var is a system directory`},
 			{"--cert-dir /root/kf/pki-link", "--cert-dir /root/kf/pki-link resolves to /etc"},
 		} {
 			out, err := n.try("kubeforge reset --force " + c.args)
@@ -261,10 +262,10 @@ func TestSecurity(t *testing.T) {
 			t.Logf("reset %s: %s", c.args, lastLine(out))
 		}
 		if after := n.checksums(); after != before {
-			t.Errorf("a refused reset changed node05:\n%s", diffLines(before, after))
+			t.Errorf("a refused reset changed node01:\n%s", diffLines(before, after))
 		}
 		if st := n.run("systemctl is-active kubelet containerd kube-proxy"); st != "active\nactive\nactive" {
-			t.Errorf("node05's units after the refused resets: %q", st)
+			t.Errorf("node01's units after the refused resets: %q", st)
 		}
 		// The real reset removes the directory kubeforge created and marked.
 		n.run("test -e /etc/kubernetes/.kubeforge-created && test -e /etc/kubernetes/pki/.kubeforge-created")
@@ -292,7 +293,7 @@ func (r *remote) shell(script string) (string, error) {
 // under the system directories a reset must not touch.
 func (r *remote) checksums() string {
 	r.t.Helper()
-	return r.run(`find /etc /root /home /boot /usr/local /var/lib -xdev \( -path /var/lib/kubelet -o -path /var/lib/containerd -o -path /var/lib/systemd -o -path /var/lib/chrony \) -prune -o -printf '%p %y %m %u:%g\n' | sort; ` +
+	return r.run(`find /etc /root /home /boot /usr/local /var/lib -xdev \( -path /var/lib/kubelet -o -path /var/lib/containerd -o -path /var/lib/etcd -o -path /var/lib/systemd -o -path /var/lib/chrony \) -prune -o -printf '%p %y %m %u:%g\n' | sort; ` +
 		`find /etc /root /home /boot /usr/local -xdev -type f -print0 | sort -z | xargs -0 sha256sum`)
 }
 
