@@ -492,6 +492,18 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 		o.Logf("dry run: would remove member %s (%x) from the etcd cluster", name, id)
 		return nil
 	}
+	// Ask the other members: the one being removed stops as soon as it learns
+	// it is out, often before its answer is sent, and without --config its own
+	// endpoint may be the only one the client knows.
+	var others []string
+	for _, m := range st.Members {
+		if m.ID != id && !m.IsLearner {
+			others = append(others, m.ClientURLs...)
+		}
+	}
+	if len(others) > 0 {
+		cli.SetEndpoints(others...)
+	}
 	if err := RemoveMember(ctx, cli, tlsCfg, st, id, o.Logf); err != nil {
 		return err
 	}
