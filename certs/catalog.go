@@ -247,3 +247,17 @@ func Catalog() []CertInfo {
 	}
 	return out
 }
+
+// KnownFiles lists every file the PKI writes below the cert dir, relative to
+// it (what `kubeforge reset` removes from a cert dir kubeforge did not create).
+func KnownFiles() []string {
+	var out []string
+	for _, d := range catalog {
+		if d.name == CertServiceAccount {
+			out = append(out, d.baseName+".key", d.baseName+".pub")
+			continue
+		}
+		out = append(out, d.baseName+".crt", d.baseName+".key")
+	}
+	return out
+}

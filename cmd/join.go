@@ -48,6 +48,9 @@ host that holds the etcd CA).`,
 	flags.AddFlags(c.PersistentFlags())
 	jf.AddFlags(c.PersistentFlags())
 	runner.SetDataInitializer(func(cmd *cobra.Command, args []string) (workflow.RunData, error) {
+		// Read the secrets from the environment once and take them out of it,
+		// before any phase starts a child process that would inherit them.
+		jf.Token, jf.CertificateKey = joinphases.TakeSecrets(jf.Token, jf.CertificateKey)
 		if len(args) == 0 {
 			if flags.ConfigPath == "" {
 				return nil, fmt.Errorf("join needs ENDPOINT (kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...); without it --config is required, for phases that work from the configuration alone")

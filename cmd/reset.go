@@ -3,6 +3,7 @@ package cmd
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/kubeforge/kubeforge/components/cleanup"
 	"github.com/kubeforge/kubeforge/phases/resetphases"
 	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
@@ -30,6 +31,11 @@ func newResetCmd() *cobra.Command {
 	flags.AddFlags(c.PersistentFlags())
 	c.PersistentFlags().BoolVarP(&force, "force", "f", false, "Reset without asking for confirmation")
 	runner.SetDataInitializer(nodeData(&flags, false, func(c *cobra.Command, n *rundata.Node) error {
+		// Before the question and before any phase: reset never removes a
+		// system directory someone named as kubeforge's.
+		if err := cleanup.CheckDirs(n.Context(), n.Host(), n.Config(), n.CertDir(), n.KubeconfigDir()); err != nil {
+			return err
+		}
 		// A dry run removes nothing, so there is nothing to confirm.
 		if force || n.DryRun() {
 			return nil

@@ -40,12 +40,13 @@ done
 step "master01: kubeforge init"
 out=$($SSH master01 'kubeforge init --config /root/kf/cluster.yaml --node-name master01' 2>&1) || { echo "$out"; exit 1; }
 echo "$out" | grep -E '^\[[a-z-]+\] (done|unchanged|skipped)' | sed 's/^/  /' | tail -n 25
-join=$(echo "$out" | grep -oE 'kubeforge join \S+ --token \S+ --discovery-token-ca-cert-hash \S+ --etcd --certificate-key [0-9a-f]{64}' | head -n1)
+join=$(echo "$out" | grep -oE 'KUBEFORGE_TOKEN=\S+ KUBEFORGE_CERTIFICATE_KEY=[0-9a-f]{64} kubeforge join \S+ --discovery-token-ca-cert-hash \S+ --etcd' | head -n1)
 [ -n "$join" ] || { echo "init printed no join command:"; echo "$out"; exit 1; }
 # The token and certificate key travel on stdin into the environment, never on a
 # command line (they would show in ps on either side).
-endpoint=$(echo "$join" | awk '{print $3}'); token=$(echo "$join" | awk '{print $5}')
-hash=$(echo "$join" | awk '{print $7}'); key=$(echo "$join" | awk '{print $10}')
+token=$(echo "$join" | awk '{print $1}'); token=${token#KUBEFORGE_TOKEN=}
+key=$(echo "$join" | awk '{print $2}'); key=${key#KUBEFORGE_CERTIFICATE_KEY=}
+endpoint=$(echo "$join" | awk '{print $5}'); hash=$(echo "$join" | awk '{print $7}')
 for h in node01 node02; do
   step "$h: kubeforge join --etcd"
   printf '%s\n%s\n' "$token" "$key" | $SSH "$h" "read -r KUBEFORGE_TOKEN && read -r KUBEFORGE_CERTIFICATE_KEY && export KUBEFORGE_TOKEN KUBEFORGE_CERTIFICATE_KEY && exec kubeforge join $endpoint --discovery-token-ca-cert-hash $hash --etcd --node-name $h" 2>&1 | tail -n 4

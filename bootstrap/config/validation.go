@@ -481,6 +481,11 @@ func (v *validator) duration(p *field.Path, d Duration) (time.Duration, bool) {
 func (v *validator) etcd(p *field.Path) {
 	e := v.c.Spec.Etcd
 	v.absPath(p.Child("dataDir"), e.DataDir)
+	if e.DataDir != "" && filepath.IsAbs(e.DataDir) && filepath.Clean(e.DataDir) != "/" {
+		if err := CheckOwnDir("dataDir", e.DataDir); err != nil {
+			v.add(field.Invalid(p.Child("dataDir"), e.DataDir, strings.TrimPrefix(err.Error(), fmt.Sprintf("dataDir %q: ", e.DataDir))))
+		}
+	}
 
 	v.enum(p.Child("autoCompactionMode"), string(e.AutoCompactionMode),
 		string(CompactionPeriodic), string(CompactionRevision))

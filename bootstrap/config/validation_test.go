@@ -108,6 +108,8 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		// etcd.
 		{"etcd dataDir relative", withSeed("  etcd: {dataDir: var/lib/etcd}\n"), `spec.etcd.dataDir: Invalid value: "var/lib/etcd": must be an absolute path`},
 		{"etcd dataDir root", withSeed("  etcd: {dataDir: /}\n"), `spec.etcd.dataDir: Invalid value: "/": must not be the root directory`},
+		{"etcd dataDir a system dir", withSeed("  etcd: {dataDir: /var/lib}\n"), `spec.etcd.dataDir: Invalid value: "/var/lib": /var/lib is a system directory`},
+		{"etcd dataDir a parent of system dirs", withSeed("  etcd: {dataDir: /usr/}\n"), `spec.etcd.dataDir: Invalid value: "/usr/": /usr is a system directory`},
 		{"compaction mode", withSeed("  etcd: {autoCompactionMode: hourly}\n"), `spec.etcd.autoCompactionMode: Unsupported value: "hourly"`},
 		{"compaction retention periodic", withSeed("  etcd: {autoCompactionRetention: soon}\n"), `spec.etcd.autoCompactionRetention: Invalid value: "soon": periodic compaction needs a positive duration`},
 		{"compaction retention revision", withSeed("  etcd: {autoCompactionMode: revision, autoCompactionRetention: 1h}\n"), `spec.etcd.autoCompactionRetention: Invalid value: "1h": revision compaction needs a positive number`},

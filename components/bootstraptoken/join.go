@@ -19,23 +19,34 @@ type JoinCommand struct {
 	CertificateKey string
 }
 
-func (j JoinCommand) base() string {
-	return fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s", j.Endpoint, j.Token, j.CAHash)
+// The environment variables `kubeforge join` reads the token and the
+// certificate key from. A variable assignment in front of a command is part of
+// the shell's command line, not of the process's argv: `ps` and
+// /proc/<pid>/cmdline, which every user of the host can read, do not show it.
+const (
+	TokenEnv          = "KUBEFORGE_TOKEN"
+	CertificateKeyEnv = "KUBEFORGE_CERTIFICATE_KEY"
+)
+
+// command is the join command with the secrets in the environment form;
+// flags follow the endpoint and the CA hash.
+func (j JoinCommand) command(key bool, flags string) string {
+	env := TokenEnv + "=" + j.Token + " "
+	if key {
+		env += CertificateKeyEnv + "=" + j.keyOrPlaceholder() + " "
+	}
+	return env + fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s", j.Endpoint, j.CAHash) + flags
 }
 
 // Worker joins a worker node.
-func (j JoinCommand) Worker() string { return j.base() }
+func (j JoinCommand) Worker() string { return j.command(false, "") }
 
 // WorkerEtcd joins a worker that also runs an etcd member; it needs the etcd CA,
 // hence the certificate key.
-func (j JoinCommand) WorkerEtcd() string {
-	return j.base() + " --etcd --certificate-key " + j.keyOrPlaceholder()
-}
+func (j JoinCommand) WorkerEtcd() string { return j.command(true, " --etcd") }
 
 // ControlPlane joins another control-plane host.
-func (j JoinCommand) ControlPlane() string {
-	return j.base() + " --control-plane --certificate-key " + j.keyOrPlaceholder()
-}
+func (j JoinCommand) ControlPlane() string { return j.command(true, " --control-plane") }
 
 func (j JoinCommand) keyOrPlaceholder() string {
 	if j.CertificateKey == "" {
@@ -59,6 +70,7 @@ func (j JoinCommand) Text() string {
 	} else {
 		b.WriteString("No certificate upload is live: run `kubeforge init phase upload-certs --config <file>` for a certificate key.\n")
 	}
+	b.WriteString("The token and the key are passed in the environment, which keeps them out of the process list.\n")
 	b.WriteString("The token expires; `kubeforge token create --print-join-command` makes a new one.\n")
 	return b.String()
 }

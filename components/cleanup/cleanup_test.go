@@ -194,7 +194,7 @@ func nodeWithUnits() *fakehost.Host {
 		h.UnitFiles[name] = &fakehost.Unit{Content: []byte(content), Active: true, Enabled: true}
 		list = append(list, p)
 	}
-	h.Commands["find /etc/systemd/system -maxdepth 1 -type f -name '*.service'"] = host.Result{Stdout: []byte(strings.Join(list, "\n"))}
+	h.Commands["find /etc/systemd/system -maxdepth 1 -type f '(' -name '*.service' -o -name '*.timer' ')'"] = host.Result{Stdout: []byte(strings.Join(list, "\n"))}
 	return h
 }
 

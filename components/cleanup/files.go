@@ -16,7 +16,11 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/controlplane"
+	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubelet/csrapprover"
@@ -359,8 +363,6 @@ func SweepChains(ctx context.Context, h host.Host, family string, prefixes []str
 // the mount point and lose their content.
 func resetPaths(e *Env) []string {
 	return []string{
-		e.KubeconfigDir, // certificates, kubeconfigs (the cert dir is below it by default)
-		e.CertDir,
 		kubelet.DataDir,
 		kubeproxy.ConfigDir,
 		"/var/log/pods", "/var/log/containers",
@@ -380,6 +382,15 @@ func removeFiles(ctx context.Context, e *Env) ([]string, error) {
 	}
 	var done []string
 	var errs []error
+	// The directories the operator names: the cert dir first, which is inside
+	// the kubeconfig dir by default.
+	for _, d := range []struct{ what, dir string }{{"--cert-dir", e.CertDir}, {"--kubeconfig-dir", e.KubeconfigDir}} {
+		dd, err := removeOwnDir(ctx, e, d.what, d.dir, mounts)
+		done = append(done, dd...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, p := range resetPaths(e) {
 		fi, err := e.Host.Stat(ctx, p)
 		if host.IsNotExist(err) {
@@ -448,10 +459,90 @@ func removeEtcdLeftovers(ctx context.Context, e *Env) ([]string, error) {
 		e.Logf("kept %s: /etc/etcd/etcd.conf.yml says this host is still an etcd member; `kubeforge reset phase etcd` removes the member first", dataDir)
 		return nil, nil
 	}
-	if err := e.Host.Remove(ctx, dataDir); err != nil {
+	return etcd.RemoveDataDir(ctx, e.Host, dataDir)
+}
+
+// ownDirFiles are the files (relative) kubeforge writes into a directory named
+// by what (--cert-dir, --kubeconfig-dir), then the subdirectories it makes.
+func ownDirFiles(e *Env, what string) (files, dirs []string) {
+	if what == "--cert-dir" {
+		return append(certs.KnownFiles(), CertificateKeyFile), []string{"etcd"}
+	}
+	cp := controlplane.Options{KubeconfigDir: e.KubeconfigDir}
+	files = append(certs.KubeconfigNames(), "bootstrap-kubelet.conf", csrapprover.KubeconfigName)
+	for _, p := range []string{cp.AuditPolicyPath(), cp.EncryptionConfigPath(), cp.AuthenticationConfigPath()} {
+		files = append(files, path.Base(p))
+	}
+	return files, nil
+}
+
+// CertificateKeyFile is where init keeps the certificate key of the live
+// upload, in the cert dir.
+const CertificateKeyFile = "kubeforge-certificate-key"
+
+// removeOwnDir removes a directory the operator named for kubeforge's files:
+// whole when kubeforge created it (it carries owndirs.Marker), otherwise only
+// the files kubeforge writes there, and the directory when that leaves it
+// empty. A system directory is refused (CheckDirs refuses it before any
+// phase; this is the last line).
+func removeOwnDir(ctx context.Context, e *Env, what, dir string, mounts []string) ([]string, error) {
+	if err := config.CheckOwnDir(what, dir); err != nil {
+		return nil, fmt.Errorf("%w; nothing removed from it", err)
+	}
+	fi, err := e.Host.Stat(ctx, dir)
+	if host.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return []string{"removed " + dataDir}, nil
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s %s is not a directory; left alone", what, dir)
+	}
+	created, err := owndirs.Created(ctx, e.Host, dir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		if isMountPoint(mounts, dir) {
+			if _, err := removeContents(ctx, e.Host, dir); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("emptied %s (a mount point: kept)", dir)}, nil
+		}
+		if err := e.Host.Remove(ctx, dir); err != nil {
+			return nil, fmt.Errorf("removing %s: %w", dir, err)
+		}
+		return []string{"removed " + dir}, nil
+	}
+	// Not kubeforge's directory: its known files only.
+	files, subdirs := ownDirFiles(e, what)
+	n := 0
+	var errs []error
+	for _, f := range files {
+		p := path.Join(dir, f)
+		if _, err := e.Host.Stat(ctx, p); err != nil {
+			continue
+		}
+		if err := e.Host.Remove(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
+			continue
+		}
+		n++
+	}
+	for _, sd := range subdirs {
+		_, _ = removeEmptyDir(ctx, e.Host, path.Join(dir, sd))
+	}
+	var done []string
+	if n > 0 {
+		done = append(done, fmt.Sprintf("removed kubeforge's %d files from %s (a directory kubeforge did not create)", n, dir))
+	}
+	if gone, err := removeEmptyDir(ctx, e.Host, dir); err == nil && gone {
+		done = append(done, "removed empty "+dir)
+	} else if n > 0 {
+		e.Logf("kept %s: kubeforge did not create it and it holds files of others", dir)
+	}
+	return done, errors.Join(errs...)
 }
 
 // removeContents deletes everything below dir, keeping dir.

@@ -29,9 +29,10 @@ const UnitDir = "/etc/systemd/system"
 // overlay would reprogram rules.
 var stopFirst = []string{"kubelet.service", "kube-proxy.service", "kubeforge-overlay.service", "kubeforge-csr-approver.service"}
 
-// KubeforgeUnits lists the unit files in UnitDir that carry UnitMarker.
+// KubeforgeUnits lists the unit files (services and timers) in UnitDir that
+// carry UnitMarker.
 func KubeforgeUnits(ctx context.Context, h host.Host) ([]string, error) {
-	c := host.Cmd{Argv: []string{"find", UnitDir, "-maxdepth", "1", "-type", "f", "-name", "*.service"}, ReadOnly: true}
+	c := host.Cmd{Argv: []string{"find", UnitDir, "-maxdepth", "1", "-type", "f", "(", "-name", "*.service", "-o", "-name", "*.timer", ")"}, ReadOnly: true}
 	r, err := h.Run(ctx, c)
 	if err != nil {
 		return nil, err

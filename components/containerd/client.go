@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 )
 
 // ErrNotLocal is returned when the containerd client would have to reach a
@@ -21,7 +22,7 @@ var ErrNotLocal = errors.New("the containerd client talks to the daemon's unix s
 // Connect returns a client for the containerd on h, in the Kubernetes (k8s.io)
 // namespace. The connection is made lazily; Health tells whether it works.
 func Connect(h host.Host, socket string) (*client.Client, error) {
-	if _, ok := h.(*local.Host); !ok {
+	if _, ok := owndirs.Unwrap(h).(*local.Host); !ok {
 		return nil, fmt.Errorf("%s: %w", h.Name(), ErrNotLocal)
 	}
 	if socket == "" {

@@ -119,7 +119,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o644)
+	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600)
 	if err != nil {
 		return Result{}, err
 	}
@@ -197,11 +197,13 @@ func startError(ctx context.Context, h host.Host, err error) error {
 	return fmt.Errorf("%s", msg)
 }
 
-// writeIfChanged writes a file only when its content differs.
+// writeIfChanged writes a file only when its content or mode differs.
 func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode os.FileMode) (bool, error) {
 	cur, err := h.ReadFile(ctx, p)
 	if err == nil && bytes.Equal(cur, data) {
-		return false, nil
+		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
+			return false, nil
+		}
 	}
 	if err != nil && !host.IsNotExist(err) {
 		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)

@@ -182,7 +182,7 @@ func TestEnsureConvergesAndIsIdempotent(t *testing.T) {
 	ch := strings.Join(h.Changes(), "\n")
 	for _, want := range []string{
 		"write /usr/local/bin/containerd 0755", "write /usr/local/bin/runc 0755", "write /opt/cni/bin/bridge 0755",
-		"write /etc/containerd/config.toml 0644", "unit containerd.service", "enable containerd.service", "start containerd.service",
+		"write /etc/containerd/config.toml 0600", "unit containerd.service", "enable containerd.service", "start containerd.service",
 	} {
 		if !strings.Contains(ch, want) {
 			t.Errorf("changes lack %q:\n%s", want, ch)
@@ -208,7 +208,7 @@ func TestEnsureConvergesAndIsIdempotent(t *testing.T) {
 	if _, err := Ensure(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(h.Changes(), "\n"); got != "write /etc/containerd/config.toml 0644\nrestart containerd.service" {
+	if got := strings.Join(h.Changes(), "\n"); got != "write /etc/containerd/config.toml 0600\nrestart containerd.service" {
 		t.Errorf("after a config edit: %s", got)
 	}
 }

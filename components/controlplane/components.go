@@ -214,7 +214,8 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 		"service-account-signing-key-file":   o.pki("sa.key"),
 		"service-cluster-ip-range":           n.ServiceCIDR,
 		"tls-cert-file":                      o.pki("apiserver.crt"),
-		"tls-min-version":                    "VersionTLS12",
+		"tls-cipher-suites":                  strings.Join(certs.TLSCipherSuites, ","),
+		"tls-min-version":                    certs.TLSMinVersion,
 		"tls-private-key-file":               o.pki("apiserver.key"),
 		"audit-log-path":                     path.Join(AuditLogDir, "audit.log"),
 		"audit-log-maxage":                   "30",
@@ -333,6 +334,8 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 		"secure-port":                      strconv.Itoa(ControllerManagerPort),
 		"service-account-private-key-file": o.pki("sa.key"),
 		"service-cluster-ip-range":         n.ServiceCIDR,
+		"tls-cipher-suites":                strings.Join(certs.TLSCipherSuites, ","),
+		"tls-min-version":                  certs.TLSMinVersion,
 		"use-service-account-credentials":  "true",
 	}
 	// Each signer its CA: kubelet serving certificates from the kubelet-serving
@@ -380,6 +383,8 @@ func (o Options) SchedulerComponent() (Component, error) {
 		"leader-elect":              "true",
 		"profiling":                 "false",
 		"secure-port":               strconv.Itoa(SchedulerPort),
+		"tls-cipher-suites":         strings.Join(certs.TLSCipherSuites, ","),
+		"tls-min-version":           certs.TLSMinVersion,
 	}
 	c := Component{Name: Scheduler, Field: field, Binary: path.Join(o.binDir(), Scheduler), Args: a.Merge(extra),
 		After: []string{APIServer + ".service"}}

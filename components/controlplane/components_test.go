@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
+	"github.com/kubeforge/kubeforge/certs"
 )
 
 func testOptions(t *testing.T) Options {
@@ -88,6 +89,21 @@ func TestAPIServerFlags(t *testing.T) {
 	}
 	if !modes["/etc/kubernetes/encryption-config.yaml"] {
 		t.Error("the encryption config is not marked secret")
+	}
+}
+
+// TestTLSPolicy: every control-plane server takes kubeforge's cipher suites
+// and TLS 1.2 as the minimum.
+func TestTLSPolicy(t *testing.T) {
+	o := testOptions(t)
+	for _, name := range Names {
+		c, err := o.Component(name, []byte("enc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Args["tls-cipher-suites"] != strings.Join(certs.TLSCipherSuites, ",") || c.Args["tls-min-version"] != "VersionTLS12" {
+			t.Errorf("%s: --tls-cipher-suites=%q --tls-min-version=%q", name, c.Args["tls-cipher-suites"], c.Args["tls-min-version"])
+		}
 	}
 }
 

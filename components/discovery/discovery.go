@@ -10,7 +10,10 @@
 //     token secret). A valid signature for our token proves the content was
 //     published by someone holding the token, i.e. the cluster.
 //  3. The CA in that kubeconfig must hash (SPKI sha256) to the pinned value, so
-//     even a party that knows the token cannot substitute its own CA.
+//     even a party that knows the token cannot substitute its own CA. It must
+//     also be the only thing there: a bundle is refused (ErrCABundle), since
+//     everything later trusts the whole of it, and a second CA appended to the
+//     pinned one would let its holder impersonate the API server.
 //  4. Only now, over TLS verified against that CA, the token authenticates the
 //     host: it downloads the cluster configuration and, for an etcd or
 //     control-plane join, the encrypted certificates, decrypting them with the
@@ -23,12 +26,14 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +65,7 @@ var (
 	ErrUnknownToken    = errors.New("the bootstrap token is not known to the cluster")
 	ErrTokenSignature  = errors.New("the bootstrap token does not match the cluster's signature")
 	ErrCAHashMismatch  = errors.New("the cluster CA does not match --discovery-token-ca-cert-hash")
+	ErrCABundle        = errors.New("cluster-info must hold exactly one CA certificate, the pinned one")
 	ErrTokenRejected   = errors.New("the API server rejected the bootstrap token")
 	ErrNoConfig        = errors.New("the cluster has no kubeforge configuration")
 	ErrCertificateKey  = errors.New("the certificate key does not decrypt the uploaded certificates")
@@ -196,9 +202,10 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 	for _, c := range kc.Clusters {
 		server, caPEM = c.Server, c.CertificateAuthorityData
 	}
-	ca, err := certs.ParseCertPEM(caPEM)
+	ca, err := singleCA(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cluster-info's CA: %v", ErrNoClusterInfo, err)
+		return nil, fmt.Errorf("%w: %v (at %s); the cluster publishes only its CA there — something is impersonating the cluster or has altered cluster-info",
+			ErrCABundle, err, o.Endpoint)
 	}
 	got := certs.CAHash(ca)
 	pinned := false
@@ -213,6 +220,9 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 	}
 	o.Logf("cluster CA %s pinned (%s), cluster-info signed for token %s; API server %s", ca.Subject.CommonName, got, tok.ID, server)
 
+	// From here on only the pinned certificate is trusted, re-encoded from what
+	// was parsed and checked, never the bytes the untrusted server sent.
+	caPEM = certs.EncodeCertPEM(ca)
 	res := &Result{Server: server, CAPEM: caPEM, CA: ca, Token: tok,
 		REST: &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}}
 	cli, err := kubeclient.NewForConfig(res.REST, kubeclient.Options{Timeout: 15 * time.Second})
@@ -235,6 +245,41 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// singleCA parses data as exactly one PEM CERTIFICATE block with nothing but
+// whitespace around it: no second certificate, no other block, no trailing
+// bytes that a later parser might read differently.
+func singleCA(data []byte) (*x509.Certificate, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("cluster-info's certificate-authority-data is not a PEM certificate")
+	}
+	if block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("cluster-info's certificate-authority-data holds a %q PEM block, not a certificate", block.Type)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		extra := 0
+		for r := rest; ; extra++ {
+			b, more := pem.Decode(r)
+			if b == nil {
+				break
+			}
+			r = more
+		}
+		if extra == 0 {
+			return nil, errors.New("cluster-info's certificate-authority-data has trailing data after the CA certificate")
+		}
+		return nil, fmt.Errorf("cluster-info's certificate-authority-data holds %d more PEM block(s) after the CA certificate", extra)
+	}
+	if len(block.Headers) > 0 {
+		return nil, errors.New("cluster-info's CA certificate carries PEM headers")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("cluster-info's CA certificate does not parse: %v", err)
+	}
+	return c, nil
 }
 
 // apiError names what a failed authenticated read means for the operator.

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -39,6 +40,9 @@ type apiserver struct {
 	ca       *certs.CA
 	hash     string
 	rejected atomic.Bool // the token has expired: 401 on authenticated reads
+	// extraCA, when set, is appended to the CA in cluster-info, which stays
+	// properly signed for the token (an attacker who knows the token).
+	extraCA  atomic.Pointer[[]byte]
 	requests atomic.Int32
 }
 
@@ -80,7 +84,11 @@ func newAPIServer(t *testing.T) *apiserver {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/api/v1/namespaces/kube-public/configmaps/cluster-info":
-			kc, _ := clusterinfo.Kubeconfig("https://"+r.Host, ca.CertPEM)
+			caData := ca.CertPEM
+			if extra := a.extraCA.Load(); extra != nil {
+				caData = append(append([]byte{}, ca.CertPEM...), *extra...)
+			}
+			kc, _ := clusterinfo.Kubeconfig("https://"+r.Host, caData)
 			sig, _ := jws.ComputeDetachedSignature(string(kc), tokenID, tokenSecret)
 			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 				"metadata": map[string]any{"name": "cluster-info", "namespace": "kube-public"},
@@ -180,6 +188,49 @@ func TestDiscoverFailures(t *testing.T) {
 		if strings.Contains(err.Error(), tokenSecret) {
 			t.Errorf("%s: the token secret is in the error", tc.what)
 		}
+	}
+}
+
+// TestDiscoverCABundle: cluster-info with the pinned CA plus anything else —
+// a second CA (the attack: everything after discovery trusts the whole bundle),
+// another PEM block, trailing bytes — is refused with ErrCABundle, although the
+// signature verifies and the first certificate matches the pin.
+func TestDiscoverCABundle(t *testing.T) {
+	a := newAPIServer(t)
+	rogue, err := certs.NewCA("kubernetes", certs.ECDSAP256, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what  string
+		extra []byte
+		text  string
+	}{
+		{"a second CA", rogue.CertPEM, "1 more PEM block"},
+		{"a second CA without a newline between", bytes.TrimSpace(rogue.CertPEM), "1 more PEM block"},
+		{"another kind of block", []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), "1 more PEM block"},
+		{"trailing bytes", []byte("garbage"), "trailing data"},
+	} {
+		extra := tc.extra
+		a.extraCA.Store(&extra)
+		before := a.requests.Load()
+		_, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, CertificateKey: certKey, Timeout: 5 * time.Second})
+		if !errors.Is(err, ErrCABundle) || !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), a.endpoint()) {
+			t.Errorf("%s: error %v, want ErrCABundle saying %q", tc.what, err, tc.text)
+		}
+		if n := a.requests.Load() - before; n != 1 {
+			t.Errorf("%s: %d requests, want only the anonymous cluster-info read (no token sent)", tc.what, n)
+		}
+	}
+	// Whitespace after the one certificate is not a second anything.
+	nl := []byte("\n\n")
+	a.extraCA.Store(&nl)
+	res, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(res.CAPEM, a.ca.CertPEM) {
+		t.Errorf("CAPEM %q, want exactly the pinned certificate", res.CAPEM)
 	}
 }
 

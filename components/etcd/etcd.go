@@ -394,6 +394,11 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 			dataDir = d // the member's own record wins over a config that may have changed
 		}
 	}
+	// Before anything changes: a data dir that is a system directory is the
+	// operator's, not something reset may delete.
+	if err := config.CheckOwnDir("etcd data dir (spec.etcd.dataDir, or data-dir in "+ConfigPath+")", dataDir); err != nil {
+		return Result{}, fmt.Errorf("%s: reset refused, nothing removed: %w", h.Name(), err)
+	}
 	r := &hostMember{h: h, cfg: MemberConfig{DataDir: dataDir}, logf: o.Logf}
 	// Files first: a host kubeforge never put etcd on has none of them, and is
 	// then left alone without even asking its systemd.
@@ -486,6 +491,18 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 	if o.DryRun {
 		o.Logf("dry run: would remove member %s (%x) from the etcd cluster", name, id)
 		return nil
+	}
+	// Ask the other members: the one being removed stops as soon as it learns
+	// it is out, often before its answer is sent, and without --config its own
+	// endpoint may be the only one the client knows.
+	var others []string
+	for _, m := range st.Members {
+		if m.ID != id && !m.IsLearner {
+			others = append(others, m.ClientURLs...)
+		}
+	}
+	if len(others) > 0 {
+		cli.SetEndpoints(others...)
 	}
 	if err := RemoveMember(ctx, cli, tlsCfg, st, id, o.Logf); err != nil {
 		return err

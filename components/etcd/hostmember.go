@@ -233,10 +233,12 @@ func (r *hostMember) Remove(ctx context.Context) error {
 	if err := u.RemoveUnit(ctx, UnitName); err != nil {
 		errs = append(errs, err)
 	}
-	for _, p := range []string{ConfigPath, r.cfg.DataDir} {
-		if err := r.h.Remove(ctx, p); err != nil {
-			errs = append(errs, err)
-		}
+	if err := r.h.Remove(ctx, ConfigPath); err != nil {
+		errs = append(errs, err)
+	}
+	// etcd's data only, and the dir when that leaves it empty.
+	if _, err := RemoveDataDir(ctx, r.h, r.cfg.DataDir); err != nil {
+		errs = append(errs, err)
 	}
 	// systemd keeps a failed unit's state around; clear it so a later join starts
 	// from "not found" instead of a stale failure.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/certs"
 )
 
 // Where a member's pieces live on a host. The layout is what the binary-install
@@ -228,6 +229,9 @@ func (c MemberConfig) Render() ([]byte, error) {
 			"trusted-ca-file":  pki("ca.crt"),
 			"auto-tls":         false,
 		},
+		// kubeforge's TLS policy on both ports (certs.TLSCipherSuites).
+		"cipher-suites":             certs.TLSCipherSuites,
+		"tls-min-version":           certs.EtcdTLSMinVersion,
 		"snapshot-count":            c.Settings.SnapshotCount,
 		"heartbeat-interval":        hb,
 		"election-timeout":          el,

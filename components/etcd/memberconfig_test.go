@@ -2,10 +2,12 @@ package etcd
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/certs"
 )
 
 func seedMemberConfig(t *testing.T) MemberConfig {
@@ -81,6 +83,14 @@ func TestRenderProductionSettings(t *testing.T) {
 	}
 	if got := v["client-transport-security"].(map[string]any)["key-file"]; got != "/etc/kubernetes/pki/etcd/server.key" {
 		t.Errorf("server key %v", got)
+	}
+}
+
+// TestRenderTLSPolicy: both ports get kubeforge's cipher suites and TLS 1.2+.
+func TestRenderTLSPolicy(t *testing.T) {
+	v := renderValues(t, seedMemberConfig(t))
+	if v["tls-min-version"] != "TLS1.2" || fmt.Sprint(v["cipher-suites"]) != fmt.Sprint(certs.TLSCipherSuites) {
+		t.Errorf("tls-min-version %v, cipher-suites %v", v["tls-min-version"], v["cipher-suites"])
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/certs"
 )
 
 // ConfigOptions are the inputs of the KubeletConfiguration.
@@ -71,9 +73,10 @@ func RenderConfig(o ConfigOptions) ([]byte, error) {
 		"healthzBindAddress":       "127.0.0.1",
 		"healthzPort":              10248,
 		// Control-plane components run as systemd units, not static pods.
-		"staticPodPath": "",
-		"failSwapOn":    true,
-		"tlsMinVersion": "VersionTLS12",
+		"staticPodPath":   "",
+		"failSwapOn":      true,
+		"tlsMinVersion":   certs.TLSMinVersion,
+		"tlsCipherSuites": certs.TLSCipherSuites,
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -196,7 +196,8 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		}
 		changed = changed || ch
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o644, false)
+	// 0600 (CIS 4.1.9): only the kubelet, which runs as root, reads it.
+	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -339,11 +340,13 @@ func unitError(ctx context.Context, h host.Host, verb string, err error) error {
 	return fmt.Errorf("%s: %s %s: %v\n  %s", h.Name(), verb, UnitName, err, strings.Join(lines, "\n  "))
 }
 
-// writeIfChanged writes a file only when its content differs.
+// writeIfChanged writes a file only when its content or mode differs.
 func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode fs.FileMode, secret bool) (bool, error) {
 	cur, err := h.ReadFile(ctx, p)
 	if err == nil && bytes.Equal(cur, data) {
-		return false, nil
+		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
+			return false, nil
+		}
 	}
 	if err != nil && !host.IsNotExist(err) {
 		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)

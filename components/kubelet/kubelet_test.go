@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,10 @@ func TestRenderConfig(t *testing.T) {
 	}
 	if dns := cfg["clusterDNS"].([]any); len(dns) != 1 || dns[0] != "10.96.0.10" {
 		t.Errorf("clusterDNS %v", dns)
+	}
+	// kubeforge's TLS policy (CIS 4.2.12).
+	if cfg["tlsMinVersion"] != "VersionTLS12" || fmt.Sprint(cfg["tlsCipherSuites"]) != fmt.Sprint(certs.TLSCipherSuites) {
+		t.Errorf("TLS policy: tlsMinVersion %v, tlsCipherSuites %v", cfg["tlsMinVersion"], cfg["tlsCipherSuites"])
 	}
 	if _, err := RenderConfig(ConfigOptions{CgroupDriver: "cgroupv2"}); err == nil {
 		t.Error("bad cgroup driver accepted")
@@ -128,7 +133,7 @@ func TestEnsureJoin(t *testing.T) {
 	}
 	ch := strings.Join(h.Changes(), "\n")
 	for _, want := range []string{"write /usr/local/bin/kubelet 0755", "write /etc/kubernetes/pki/ca.crt 0644",
-		"write /etc/kubernetes/bootstrap-kubelet.conf 0600", "write /var/lib/kubelet/config.yaml 0644", "unit kubelet.service", "start kubelet.service"} {
+		"write /etc/kubernetes/bootstrap-kubelet.conf 0600", "write /var/lib/kubelet/config.yaml 0600", "unit kubelet.service", "start kubelet.service"} {
 		if !strings.Contains(ch, want) {
 			t.Errorf("changes lack %q:\n%s", want, ch)
 		}

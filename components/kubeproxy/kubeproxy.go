@@ -304,15 +304,19 @@ func waitRules(ctx context.Context, h host.Host, timeout time.Duration) (time.Du
 	}
 }
 
+// writeIfChanged writes p (0600: only kube-proxy, as root, reads it) unless it
+// already has this content and mode.
 func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte) (bool, error) {
 	cur, err := h.ReadFile(ctx, p)
 	if err == nil && bytes.Equal(cur, data) {
-		return false, nil
+		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == 0o600 {
+			return false, nil
+		}
 	}
 	if err != nil && !host.IsNotExist(err) {
 		return false, err
 	}
-	return true, h.WriteFile(ctx, p, data, host.WriteOptions{Mode: 0o644})
+	return true, h.WriteFile(ctx, p, data, host.WriteOptions{Mode: 0o600})
 }
 
 // ValidKubeconfig reports whether data is a kube-proxy kubeconfig whose client

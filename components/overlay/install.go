@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,8 +175,13 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 	if err != nil && !host.IsNotExist(err) {
 		return Result{}, err
 	}
-	if !bytes.Equal(cur, data) {
-		if err := h.WriteFile(ctx, ConfigPath, data, host.WriteOptions{Mode: 0o644}); err != nil {
+	mode := fs.FileMode(0)
+	if fi, err := h.Stat(ctx, ConfigPath); err == nil {
+		mode = fi.Mode.Perm()
+	}
+	if !bytes.Equal(cur, data) || mode != 0o600 {
+		// 0600: the agent runs as root, and the file names its etcd credentials.
+		if err := h.WriteFile(ctx, ConfigPath, data, host.WriteOptions{Mode: 0o600}); err != nil {
 			return Result{}, err
 		}
 		changed = append(changed, "config")

@@ -164,6 +164,10 @@ func (r *run) runUploadCerts(d workflow.RunData) error {
 	if err := h.WriteFile(ctx, keyPath, []byte(key+"\n"), host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
 		return err
 	}
+	// The key goes from the disk when the upload goes from the cluster.
+	if err := armCertificateKeyExpiry(ctx, h, keyPath, time.Now()); err != nil {
+		return err
+	}
 	r.certKey = key
 	if data.DryRun() {
 		log.Printf("dry run: would store %d files encrypted under a new certificate key", len(files))
@@ -300,8 +304,18 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 		if key == "" {
 			if b, err := h.ReadFile(ctx, certificateKeyPath(data)); err == nil {
 				key = strings.TrimSpace(string(b))
-				if _, err := clusterinfo.DownloadCerts(ctx, cli, key); err != nil {
-					key = "" // expired or replaced: the key would not help a joining host
+				_, err := clusterinfo.DownloadCerts(ctx, cli, key)
+				switch {
+				case errors.Is(err, clusterinfo.ErrNoUpload), errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
+					// Expired or replaced: the key would not help a joining host,
+					// and on disk it only decrypts old copies of the CA keys.
+					key = ""
+					if err := h.Remove(ctx, certificateKeyPath(data)); err != nil {
+						return err
+					}
+					data.Logger().Printf("removed %s: its upload has expired or was replaced", certificateKeyPath(data))
+				case err != nil:
+					key = ""
 				}
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/bootstraptoken"
 	"github.com/kubeforge/kubeforge/components/discovery"
 	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
@@ -20,9 +21,25 @@ import (
 // Environment variables that keep the secrets of the join command out of the
 // process list (`ps` shows every argument to every user of the host).
 const (
-	TokenEnv          = "KUBEFORGE_TOKEN"
-	CertificateKeyEnv = "KUBEFORGE_CERTIFICATE_KEY"
+	TokenEnv          = bootstraptoken.TokenEnv
+	CertificateKeyEnv = bootstraptoken.CertificateKeyEnv
 )
+
+// TakeSecrets returns the token and certificate key, from the flags or else
+// from $KUBEFORGE_TOKEN and $KUBEFORGE_CERTIFICATE_KEY, and removes both
+// variables from this process's environment: every command kubeforge starts
+// (ip, iptables, systemctl, ...) would otherwise inherit them.
+func TakeSecrets(token, certificateKey string) (string, string) {
+	if token == "" {
+		token = os.Getenv(TokenEnv)
+	}
+	if certificateKey == "" {
+		certificateKey = os.Getenv(CertificateKeyEnv)
+	}
+	_ = os.Unsetenv(TokenEnv)
+	_ = os.Unsetenv(CertificateKeyEnv)
+	return token, certificateKey
+}
 
 // Flags are join's own flags; the endpoint is its argument.
 type Flags struct {
@@ -60,12 +77,7 @@ type Data struct {
 
 // NewData wraps n. Flags missing a value take it from the environment.
 func NewData(n *rundata.Node, f Flags) (*Data, error) {
-	if f.Token == "" {
-		f.Token = os.Getenv(TokenEnv)
-	}
-	if f.CertificateKey == "" {
-		f.CertificateKey = os.Getenv(CertificateKeyEnv)
-	}
+	f.Token, f.CertificateKey = TakeSecrets(f.Token, f.CertificateKey)
 	if f.ControlPlane {
 		// The hand-over is in place (upload-certs carries every shared key and the
 		// encryption config), but the join phases that start a second apiserver,

@@ -57,10 +57,13 @@ func cleanupPhase() workflow.Phase {
 control plane's approver to do it: a node may not delete itself); unmount what
 the kubelet and containerd mounted; remove kube-proxy's rules (kube-proxy
 --cleanup) and every remaining KUBE-/CNI- chain with the rules jumping to them,
-leaving all other iptables rules as they were; delete /etc/kubernetes,
-/var/lib/kubelet, /var/lib/kube-proxy, containerd's and CNI's config and state,
-the installed binaries (kubeforge itself stays) and kubeforge's unit files with
-their drop-ins. Afterwards the host passes preflight and can join again.`,
+leaving all other iptables rules as they were; delete the kubeconfig and cert
+dirs (/etc/kubernetes) when kubeforge created them — from a directory it did not
+create only the files it wrote, and a system directory such as /etc is refused
+before anything is removed —, /var/lib/kubelet, /var/lib/kube-proxy,
+containerd's and CNI's config and state, the installed binaries (kubeforge itself
+stays) and kubeforge's unit files with their drop-ins. Afterwards the host passes
+preflight and can join again.`,
 		Run: func(d workflow.RunData) error { return runSteps(d, "cleanup", cleanup.CleanupSteps()) },
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -159,6 +160,9 @@ func New(ctx context.Context, f Flags, opts Options) (*Node, error) {
 		n.dryRun = dryrun.New(h, dryrun.Options{})
 		n.host = n.dryRun
 	}
+	// The cert and kubeconfig dirs that kubeforge creates carry a marker, so
+	// that reset removes them whole only then (see owndirs).
+	n.host = owndirs.Wrap(n.host, f.KubeconfigDir, f.CertDir)
 	n.ctx, n.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	return n, nil
 }
@@ -222,6 +226,13 @@ func normalize(f Flags) (Flags, error) {
 			return f, fmt.Errorf("%s %q: must be an absolute path", d.flag, *d.val)
 		}
 		*d.val = filepath.Clean(*d.val)
+		// kubeforge's own files go there, and reset removes what it put there:
+		// never a system directory.
+		if d.flag != "--bundle" {
+			if err := config.CheckOwnDir(d.flag, *d.val); err != nil {
+				return f, err
+			}
+		}
 	}
 	if f.ConfigPath != "" {
 		abs, err := filepath.Abs(f.ConfigPath)

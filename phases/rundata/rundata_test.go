@@ -14,6 +14,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 )
 
 // fakeHost only implements what New and Close touch; anything else would panic on
@@ -134,6 +135,9 @@ func TestNewRejectsBadInputBeforeOpeningHost(t *testing.T) {
 		{"relative cert dir", Flags{NodeName: "n1", CertDir: "pki"}, Options{}, `--cert-dir "pki": must be an absolute path`},
 		{"relative bundle", Flags{NodeName: "n1", BundleDir: "./bundle"}, Options{}, `--bundle "./bundle": must be an absolute path`},
 		{"relative kubeconfig dir", Flags{NodeName: "n1", KubeconfigDir: "etc"}, Options{}, `--kubeconfig-dir "etc": must be an absolute path`},
+		{"kubeconfig dir /etc", Flags{NodeName: "n1", KubeconfigDir: "/etc"}, Options{}, `--kubeconfig-dir "/etc": /etc is a system directory`},
+		{"cert dir /var/lib", Flags{NodeName: "n1", CertDir: "/var/lib/"}, Options{}, `--cert-dir "/var/lib": /var/lib is a system directory`},
+		{"cert dir /", Flags{NodeName: "n1", CertDir: "/"}, Options{}, `--cert-dir "/": must not be the root directory`},
 		{"config required", Flags{NodeName: "n1"}, Options{RequireConfig: true}, "--config is required"},
 		{"missing config", Flags{ConfigPath: missing}, Options{}, missing},
 		{"node not in config", Flags{ConfigPath: path, NodeName: "node09"}, Options{}, `--node-name "node09" is not a host of cluster`},
@@ -162,7 +166,7 @@ func TestHostLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Host() != h {
+	if owndirs.Unwrap(n.Host()) != h {
 		t.Fatalf("Host() = %v", n.Host())
 	}
 	if n.CertDir() != "/tmp/pki" {
@@ -199,8 +203,8 @@ func TestDryRunWrapsLocalHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := n.Host().(*dryrun.Host); !ok {
-		t.Fatalf("dry-run host is %T", n.Host())
+	if _, ok := owndirs.Unwrap(n.Host()).(*dryrun.Host); !ok {
+		t.Fatalf("dry-run host is %T", owndirs.Unwrap(n.Host()))
 	}
 	err = n.Host().WriteFile(n.Context(), target, []byte("apiVersion: v1\n"), host.WriteOptions{Mode: 0o600})
 	if err != nil {
@@ -221,8 +225,8 @@ func TestDryRunWrapsLocalHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if _, ok := n.Host().(*local.Host); !ok {
-		t.Errorf("default host is %T, want the local host", n.Host())
+	if _, ok := owndirs.Unwrap(n.Host()).(*local.Host); !ok {
+		t.Errorf("default host is %T, want the local host", owndirs.Unwrap(n.Host()))
 	}
 }
 

@@ -146,7 +146,7 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 			}
 		}
 		t.Logf("total to /readyz (through wait-control-plane): %s", toReady.Round(10*time.Millisecond))
-		for _, want := range []string{"kubeforge join " + cfg.Spec.ControlPlaneEndpoint + " --token ", "--discovery-token-ca-cert-hash sha256:", " --etcd --certificate-key ", " --control-plane --certificate-key "} {
+		for _, want := range []string{"kubeforge join " + cfg.Spec.ControlPlaneEndpoint + " --discovery-token-ca-cert-hash sha256:", "KUBEFORGE_TOKEN=", " --etcd\n", " --control-plane\n", "KUBEFORGE_CERTIFICATE_KEY="} {
 			if !strings.Contains(initOut, want) {
 				t.Errorf("init output lacks %q", want)
 			}
@@ -155,8 +155,8 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 	if t.Failed() {
 		t.FailNow()
 	}
-	token := submatch(t, initOut, `--token ([a-z0-9]{6}\.[a-z0-9]{16})`)
-	certKey := submatch(t, initOut, `--control-plane --certificate-key ([0-9a-f]{64})`)
+	token := submatch(t, initOut, `KUBEFORGE_TOKEN=([a-z0-9]{6}\.[a-z0-9]{16}) `)
+	certKey := submatch(t, initOut, `KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join \S+ --discovery-token-ca-cert-hash \S+ --control-plane`)
 	caHash := submatch(t, initOut, `--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64})`)
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 
@@ -265,7 +265,7 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 			}
 		}
 		// Same token and key: the join commands stay valid.
-		if !strings.Contains(out, "--token "+token) || !strings.Contains(out, "--certificate-key "+certKey) || !strings.Contains(out, caHash) {
+		if !strings.Contains(out, "KUBEFORGE_TOKEN="+token) || !strings.Contains(out, "KUBEFORGE_CERTIFICATE_KEY="+certKey) || !strings.Contains(out, caHash) {
 			t.Errorf("rerun printed other join commands:\n%s", out)
 		}
 	})
@@ -278,12 +278,12 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 			t.Error("init phase upload-certs kept the old key")
 		}
 		join := m.run(kf + " init phase show-join-command --config /root/kf/cluster.yaml --node-name master01")
-		if !strings.Contains(join, "--control-plane --certificate-key "+newKey) {
+		if !strings.Contains(join, "KUBEFORGE_CERTIFICATE_KEY="+newKey+" ") {
 			t.Errorf("show-join-command does not print the new key:\n%s", join)
 		}
 		line := m.run(kf + " token create --ttl 30m --print-join-command")
-		tok := submatch(t, line, `--token ([a-z0-9]{6}\.[a-z0-9]{16})`)
-		if !strings.HasPrefix(line, "kubeforge join ") || !strings.Contains(line, caHash) {
+		tok := submatch(t, line, `^KUBEFORGE_TOKEN=([a-z0-9]{6}\.[a-z0-9]{16}) kubeforge join `)
+		if !strings.Contains(line, caHash) || strings.Contains(line, "--token") {
 			t.Errorf("token create --print-join-command: %q", line)
 		}
 		id := tok[:6]

@@ -284,11 +284,11 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("init: %v\n%s", err, initOut)
 	}
 	t.Logf("init on master01 took %s", l.bench.Init.Round(10*time.Millisecond))
-	m := regexp.MustCompile(`kubeforge join (\S+) --token (\S+) --discovery-token-ca-cert-hash (\S+) --etcd --certificate-key ([0-9a-f]{64})`).FindStringSubmatch(initOut)
+	m := regexp.MustCompile(`KUBEFORGE_TOKEN=(\S+) KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join (\S+) --discovery-token-ca-cert-hash (\S+) --etcd`).FindStringSubmatch(initOut)
 	if m == nil {
 		t.Fatalf("init printed no etcd join command:\n%s", initOut)
 	}
-	endpoint, token, caHash, certKey := m[1], m[2], m[3], m[4]
+	token, certKey, endpoint, caHash := m[1], m[2], m[3], m[4]
 	joinCmd := fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s --etcd --certificate-key %s", endpoint, token, caHash, certKey)
 
 	// --- bad join input: a specific error each, and the host exactly as it was --------
