@@ -184,12 +184,12 @@ func TestDNS(t *testing.T) {
 	}
 	joinNode01 := func(initOut string) {
 		t.Helper()
-		m := regexp.MustCompile(`kubeforge join (\S+) --token (\S+) --discovery-token-ca-cert-hash (\S+) --etcd --certificate-key ([0-9a-f]{64})`).FindStringSubmatch(initOut)
+		m := regexp.MustCompile(`KUBEFORGE_TOKEN=(\S+) KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join (\S+) --discovery-token-ca-cert-hash (\S+) --etcd`).FindStringSubmatch(initOut)
 		if m == nil {
 			t.Fatalf("init printed no etcd join command:\n%s", initOut)
 		}
-		out, err := l.ssh("node01", fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s --etcd", m[1], m[3]), nil,
-			"KUBEFORGE_TOKEN="+m[2], "KUBEFORGE_CERTIFICATE_KEY="+m[4])
+		out, err := l.ssh("node01", fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s --etcd", m[3], m[4]), nil,
+			"KUBEFORGE_TOKEN="+m[1], "KUBEFORGE_CERTIFICATE_KEY="+m[2])
 		if err != nil {
 			t.Fatalf("join node01: %v\n%s", err, out)
 		}
