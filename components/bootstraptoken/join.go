@@ -17,6 +17,10 @@ type JoinCommand struct {
 	// CertificateKey decrypts the CA keys in kube-system/kubeforge-certs; empty
 	// when no upload is live, and then only the worker command is complete.
 	CertificateKey string
+	// EtcdCertificateKey decrypts the etcd member hand-over in
+	// kube-system/kubeforge-etcd-members (member certificates, no CA key); empty
+	// when no such upload is live.
+	EtcdCertificateKey string
 }
 
 func (j JoinCommand) base() string {
@@ -26,10 +30,14 @@ func (j JoinCommand) base() string {
 // Worker joins a worker node.
 func (j JoinCommand) Worker() string { return j.base() }
 
-// WorkerEtcd joins a worker that also runs an etcd member; it needs the etcd CA,
-// hence the certificate key.
+// WorkerEtcd joins a worker that also runs an etcd member; it needs the member
+// certificates the control plane issued for it, hence the etcd certificate key.
 func (j JoinCommand) WorkerEtcd() string {
-	return j.base() + " --etcd --certificate-key " + j.keyOrPlaceholder()
+	k := j.EtcdCertificateKey
+	if k == "" {
+		k = "<key: run `kubeforge init phase upload-certs`>"
+	}
+	return j.base() + " --etcd --certificate-key " + k
 }
 
 // ControlPlane joins another control-plane host.
@@ -52,8 +60,12 @@ func (j JoinCommand) Text() string {
 	b.WriteString("Join worker nodes by running on each as root:\n\n  " + j.Worker() + "\n\n")
 	b.WriteString("Join a worker that also runs an etcd member:\n\n  " + j.WorkerEtcd() + "\n\n")
 	b.WriteString("Join another control-plane host (HA; not supported by this version of join yet):\n\n  " + j.ControlPlane() + "\n\n")
+	if j.EtcdCertificateKey != "" {
+		b.WriteString("The etcd host's certificate key decrypts only etcd member certificates (kube-system/kubeforge-etcd-members);\n" +
+			"an etcd member host never receives a CA key.\n")
+	}
 	if j.CertificateKey != "" {
-		b.WriteString("The certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
+		b.WriteString("The control-plane certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
 			"which is deleted automatically two hours after the upload. Treat it like the CA keys themselves.\n" +
 			"For a new upload and key later: kubeforge init phase upload-certs --config <file>\n")
 	} else {

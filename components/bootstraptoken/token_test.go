@@ -158,11 +158,12 @@ func TestNodeBootstrapRBAC(t *testing.T) {
 }
 
 func TestJoinCommands(t *testing.T) {
-	j := JoinCommand{Endpoint: "192.168.175.151:6443", Token: "abcdef.0123456789abcdef", CAHash: "sha256:00ff", CertificateKey: "k3y"}
+	j := JoinCommand{Endpoint: "192.168.175.151:6443", Token: "abcdef.0123456789abcdef", CAHash: "sha256:00ff", CertificateKey: "k3y", EtcdCertificateKey: "e7cd"}
 	if got, want := j.Worker(), "kubeforge join 192.168.175.151:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:00ff"; got != want {
 		t.Errorf("worker %q", got)
 	}
-	if !strings.HasSuffix(j.WorkerEtcd(), " --etcd --certificate-key k3y") || !strings.HasSuffix(j.ControlPlane(), " --control-plane --certificate-key k3y") {
+	// An etcd member host gets the etcd key, which decrypts no CA key.
+	if !strings.HasSuffix(j.WorkerEtcd(), " --etcd --certificate-key e7cd") || !strings.HasSuffix(j.ControlPlane(), " --control-plane --certificate-key k3y") {
 		t.Errorf("%q / %q", j.WorkerEtcd(), j.ControlPlane())
 	}
 	j.CertificateKey = ""

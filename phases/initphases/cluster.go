@@ -134,6 +134,15 @@ func (r *run) runUploadCerts(d workflow.RunData) error {
 	if err != nil {
 		return err
 	}
+	// etcd member hosts get their own hand-over under their own key: member
+	// certificates only, never a CA key.
+	if r.etcdKey, err = r.uploadEtcdMembers(data, alone); err != nil {
+		return err
+	}
+	if alone && r.etcdKey != "" && !data.DryRun() {
+		log.Printf("etcd certificate key (for `kubeforge join ... --etcd`):")
+		fmt.Fprintln(log.Writer(), r.etcdKey)
+	}
 	files, err := sharedFiles(data)
 	if err != nil {
 		return err
@@ -273,7 +282,7 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 	}
 	j := bootstraptoken.JoinCommand{Endpoint: data.Config().Spec.ControlPlaneEndpoint, CAHash: certs.CAHash(ca)}
 	if data.DryRun() {
-		j.Token, j.CertificateKey = "<token>", "<certificate-key>"
+		j.Token, j.CertificateKey, j.EtcdCertificateKey = "<token>", "<certificate-key>", "<etcd-certificate-key>"
 	} else {
 		cli, err := r.client(data)
 		if err != nil {
@@ -306,6 +315,20 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 			}
 		}
 		j.CertificateKey = key
+		ekey := r.etcdKey
+		if ekey == "" {
+			if b, err := h.ReadFile(ctx, etcdCertificateKeyPath(data)); err == nil {
+				ekey = strings.TrimSpace(string(b))
+				var names []string
+				for _, m := range etcdHandoverHosts(data.Config(), data.Node().Name) {
+					names = append(names, m.Name)
+				}
+				if live, err := clusterinfo.EtcdUploadLive(ctx, cli, ekey, names); err != nil || !live {
+					ekey = ""
+				}
+			}
+		}
+		j.EtcdCertificateKey = ekey
 	}
 	fmt.Fprint(data.Logger().Writer(), "\n"+j.Text()+"\n")
 	return workflow.Unchanged("printed the join commands")
