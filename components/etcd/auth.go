@@ -209,9 +209,22 @@ func EnsureJoinUser(ctx context.Context, cli *clientv3.Client, node string) erro
 // DeleteOwnUser deletes the user cli authenticates as (a one-join user, at the
 // end of its join). A refusal because the user is gone or no longer an
 // administrator means the credential is powerless already, which is the point.
-func DeleteOwnUser(ctx context.Context, cli *clientv3.Client, user string) error {
+// It reports whether it deleted the user now.
+func DeleteOwnUser(ctx context.Context, cli *clientv3.Client, user string) (bool, error) {
 	_, err := cli.UserDelete(ctx, user)
-	if err == nil || IsAuthRefusal(err) {
+	if err == nil {
+		return true, nil
+	}
+	if IsAuthRefusal(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("deleting etcd user %s: %w", user, err)
+}
+
+// DeleteUser deletes user; one that does not exist is no error.
+func DeleteUser(ctx context.Context, cli *clientv3.Client, user string) error {
+	_, err := cli.UserDelete(ctx, user)
+	if err == nil || errors.Is(err, rpctypes.ErrUserNotFound) {
 		return nil
 	}
 	return fmt.Errorf("deleting etcd user %s: %w", user, err)

@@ -149,8 +149,8 @@ func TestLoopbackAuth(t *testing.T) {
 	if err != nil || !res.Promoted {
 		t.Fatalf("join b with the one-join credential: %+v %v", res, err)
 	}
-	if err := DeleteOwnUser(ctx, jc, JoinUser("b")); err != nil {
-		t.Fatal(err)
+	if deleted, err := DeleteOwnUser(ctx, jc, JoinUser("b")); err != nil || !deleted {
+		t.Fatalf("deleting the join user: %t %v", deleted, err)
 	}
 	if err := read(join, "/registry/secrets/"); err == nil || !IsAuthRefusal(err) {
 		t.Errorf("the spent join credential still reads: %v", err)
@@ -158,8 +158,8 @@ func TestLoopbackAuth(t *testing.T) {
 	if _, err := jc.MemberAddAsLearner(ctx, []string{"https://127.0.0.9:2380"}); err == nil || !IsAuthRefusal(err) {
 		t.Errorf("the spent join credential still adds members: %v", err)
 	}
-	if err := DeleteOwnUser(ctx, jc, JoinUser("b")); err != nil {
-		t.Errorf("deleting the spent user again: %v", err)
+	if deleted, err := DeleteOwnUser(ctx, jc, JoinUser("b")); err != nil || deleted {
+		t.Errorf("deleting the spent user again: %t %v", deleted, err)
 	}
 	st, err = GetClusterStatus(ctx, cli(admin), admin)
 	if err != nil || summary(st) != "a:voter b:voter" {

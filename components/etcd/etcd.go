@@ -447,8 +447,12 @@ func (o *Options) dropJoinUser(ctx context.Context, cli *clientv3.Client) error 
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := DeleteOwnUser(dctx, cli, user); err != nil {
+	deleted, err := DeleteOwnUser(dctx, cli, user)
+	if err != nil {
 		return fmt.Errorf("etcd join of %s: %w", o.Node.Name, err)
+	}
+	if !deleted {
+		return nil // spent by an earlier run
 	}
 	o.Logf("deleted the one-join etcd user %s: this host keeps no etcd credential beyond its member certificates", user)
 	return nil

@@ -96,6 +96,18 @@ func (r *run) uploadEtcdMembers(data rundata.Data, alone bool) (string, error) {
 		return "", err
 	}
 	defer ecli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	list, err := ecli.MemberList(lctx)
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("listing the etcd members: %w", err)
+	}
+	voters := map[string]bool{}
+	for _, m := range list.Members {
+		if !m.IsLearner && m.Name != "" {
+			voters[m.Name] = true
+		}
+	}
 	members := map[string]map[string][]byte{}
 	for _, m := range hosts {
 		spec, err := certs.SpecFromConfig(data.Config(), m.Name)
@@ -106,20 +118,30 @@ func (r *run) uploadEtcdMembers(data rundata.Data, alone bool) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("etcd member certificates for %s: %w", m.Name, err)
 		}
+		members[m.Name] = files
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if voters[m.Name] {
+			// A voting member needs no membership change (a new hand-over renews
+			// its certificates): no join credential, and none left over.
+			err = etcd.DeleteUser(uctx, ecli, etcd.JoinUser(m.Name))
+			cancel()
+			if err != nil {
+				return "", err
+			}
+			continue
+		}
 		// The one-join credential expires with the hand-over; the join deletes its
 		// user as soon as the member is a voter.
-		crt, key, err := etcd.IssueClient(ca, etcd.JoinUser(m.Name), clusterinfo.CertsTTL)
-		if err != nil {
-			return "", err
-		}
-		files[clusterinfo.EtcdJoinCertFile], files[clusterinfo.EtcdJoinKeyFile] = crt, key
-		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = etcd.EnsureJoinUser(uctx, ecli, m.Name)
 		cancel()
 		if err != nil {
 			return "", fmt.Errorf("etcd one-join user for %s: %w", m.Name, err)
 		}
-		members[m.Name] = files
+		crt, key, err := etcd.IssueClient(ca, etcd.JoinUser(m.Name), clusterinfo.CertsTTL)
+		if err != nil {
+			return "", err
+		}
+		files[clusterinfo.EtcdJoinCertFile], files[clusterinfo.EtcdJoinKeyFile] = crt, key
 	}
 	key, err := certs.NewCertificateKey()
 	if err != nil {
