@@ -90,10 +90,17 @@ func (r *run) uploadCertsPhase() workflow.Phase {
 		Name:  "upload-certs",
 		Short: "Store the encrypted control-plane certificates for joining control-plane nodes",
 		Long: `Encrypt the CA keys, the service-account key pair and the encryption
-configuration that a joining control-plane or etcd host needs with a new random
+configuration that a joining control-plane host needs with a new random
 certificate key (AES-256-GCM), store them in Secret kube-system/kubeforge-certs and
 print the key. The Secret is owned by a bootstrap token that expires after two
 hours, so the cluster deletes it by itself.
+
+etcd hosts that are not control-plane hosts get a hand-over of their own, under a
+separate etcd certificate key, in Secret kube-system/kubeforge-etcd-members: per
+host its etcd member certificates, issued here from the etcd CA for the address
+the configuration records (no CA key), and, for a host that is not a member yet,
+a one-join etcd credential (valid two hours; its join deletes its etcd user).
+A new hand-over also renews the member certificates of hosts that joined.
 
 Within a full 'kubeforge init' a live upload of the current files is kept, so a
 rerun changes nothing; 'kubeforge init phase upload-certs' on its own always
