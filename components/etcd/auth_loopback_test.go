@@ -19,7 +19,7 @@ import (
 // its prefix, a member's own certificates nothing, and the one-join credential
 // adds and promotes exactly one member and is powerless once it deleted its user.
 func TestLoopbackAuth(t *testing.T) {
-	lc := newLoopCluster(t, "a", "b")
+	lc := newLoopCluster(t, "a", "b", "c")
 	if err := lc.members["a"].startNew(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +164,30 @@ func TestLoopbackAuth(t *testing.T) {
 	st, err = GetClusterStatus(ctx, cli(admin), admin)
 	if err != nil || summary(st) != "a:voter b:voter" {
 		t.Errorf("after the join: %v %v", st, err)
+	}
+
+	// c joins through a client of a follower: the promotion must still reach
+	// the leader with c's identity (etcd 3.6 forwards it without).
+	if err := EnsureJoinUser(ctx, cli(admin), "c"); err != nil {
+		t.Fatal(err)
+	}
+	joinC := as(JoinUser("c"))
+	follower := lc.members["a"].cfg.Member.ClientURL()
+	for _, m := range st.Members {
+		if !m.IsLeader && len(m.ClientURLs) > 0 {
+			follower = m.ClientURLs[0]
+		}
+	}
+	fc, err := NewClient([]string{follower}, joinC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	res, err = JoinMember(ctx, JoinRequest{Client: fc, TLS: joinC, Member: lc.members["c"].cfg.Member, Runner: lc.members["c"], Timeout: time.Minute, Logf: t.Logf})
+	if err != nil || !res.Promoted {
+		t.Fatalf("join c through follower %s: %+v %v", follower, res, err)
+	}
+	if st, err = GetClusterStatus(ctx, cli(admin), admin); err != nil || summary(st) != "a:voter b:voter c:voter" {
+		t.Errorf("after joining c: %v %v", st, err)
 	}
 }
