@@ -441,8 +441,12 @@ func TestNodes(t *testing.T) {
 			if strings.Contains(units, strings.SplitN(token, ".", 2)[1]) {
 				t.Errorf("%s: the token is in a unit file", h)
 			}
-			if modes := l.must(h, "stat -c '%a %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/pki/etcd/ca.key"); strings.Count(modes, "600 ") != 3 {
+			// An etcd member gets its member keys, never the etcd CA key.
+			if modes := l.must(h, "stat -c '%a %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/etcd/peer.key /etc/kubernetes/pki/etcd/overlay-client.key"); strings.Count(modes, "600 ") != 5 {
 				t.Errorf("%s: modes\n%s", h, modes)
+			}
+			if out, err := l.ssh(h, "ls /etc/kubernetes/pki/etcd/ca.key /etc/kubernetes/pki/ca.key", nil); err == nil || strings.Count(out, "No such file") != 2 {
+				t.Errorf("%s holds a CA key: %v\n%s", h, err, out)
 			}
 		}
 	})
