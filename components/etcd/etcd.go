@@ -552,6 +552,11 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 			}
 		}
 	}
+	// The peers this member started with, at its own client port: once the
+	// control plane removed this member (`etcd remove-member`), the local etcd
+	// has stopped, and without a configuration they are how reset finds the
+	// cluster to confirm it.
+	eps = append(eps, peerClientURLs(vals, eps)...)
 	if len(eps) == 0 {
 		return fmt.Errorf("%s: neither %s nor a cluster configuration says where the etcd cluster is; cannot remove member %s from it", h.Name(), ConfigPath, name)
 	}
@@ -602,6 +607,31 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 	}
 	o.Logf("removed member %s (%x) from the etcd cluster; %d voting members remain", name, id, len(st.Voters())-1)
 	return nil
+}
+
+// peerClientURLs are the client URLs of the peers in a member config's
+// initial-cluster, on the port of its own advertise-client-urls (kubeforge's
+// members share their ports), except those in have.
+func peerClientURLs(vals map[string]any, have []string) []string {
+	ic, _ := vals["initial-cluster"].(string)
+	adv, _ := vals["advertise-client-urls"].(string)
+	own, err := url.Parse(strings.Split(adv, ",")[0])
+	if ic == "" || err != nil || own.Port() == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range strings.Split(ic, ",") {
+		_, peer, ok := strings.Cut(p, "=")
+		u, err := url.Parse(peer)
+		if !ok || err != nil || u.Hostname() == "" {
+			continue
+		}
+		ep := own.Scheme + "://" + net.JoinHostPort(u.Hostname(), own.Port())
+		if !contains(have, ep) && !contains(out, ep) {
+			out = append(out, ep)
+		}
+	}
+	return out
 }
 
 func contains(s []string, v string) bool {
