@@ -134,7 +134,12 @@ func newEtcdStatusCmd() *cobra.Command {
 it: ID, name, client URL, learner flag, leader, health (a linearizable read for
 voting members), raft term and index, database size and version. The member list
 comes from the first endpoint that answers; every member is then asked directly.
-Exits non-zero when a member is unhealthy.`,
+Exits non-zero when a member is unhealthy.
+
+etcd runs with authentication: on a control-plane host (one with the etcd CA key)
+the command is etcd's administrator and shows everything; on an etcd member host
+it has only the health-check certificate, which shows health but not the raft
+and database details.`,
 		Example: `  kubeforge etcd status
   kubeforge etcd status --endpoints 192.168.161.151:2379 -o json`,
 		Args: cobra.NoArgs,
