@@ -70,6 +70,40 @@ func IssueEtcdMemberFiles(etcdCA *CA, spec Spec, member string) (map[string][]by
 	return out, nil
 }
 
+// EtcdMemberHandoverFiles are the files an etcd member host that is not a
+// control-plane host receives from the control plane: the etcd CA certificate
+// (no key), its own server and peer certificates, the health-check client and
+// the overlay agent's client certificate. No CA key, no service-account key, no
+// encryption configuration: with etcd authentication on, none of these
+// certificates reads a key the member does not need.
+var EtcdMemberHandoverFiles = []string{
+	"etcd/ca.crt",
+	"etcd/server.crt", "etcd/server.key",
+	"etcd/peer.crt", "etcd/peer.key",
+	"etcd/healthcheck-client.crt", "etcd/healthcheck-client.key",
+	"etcd/overlay-client.crt", "etcd/overlay-client.key",
+}
+
+// IssueEtcdMemberHandover issues EtcdMemberHandoverFiles for member with etcdCA,
+// on the host that holds the CA key, for the names the configuration records
+// for member (spec's etcd hosts table), never names the member reports itself.
+func IssueEtcdMemberHandover(etcdCA *CA, spec Spec, member string) (map[string][]byte, error) {
+	out, err := IssueEtcdMemberFiles(etcdCA, spec, member)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range []string{CertEtcdHealthcheckClient, CertEtcdOverlayClient} {
+		files, err := IssueFiles(etcdCA, spec, n, member)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range files {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
 // FileMode is the mode a file of the PKI gets, by its name: keys, the SA public key
 // and kubeconfigs 0600, certificates 0644 (see CertMode).
 func FileMode(name string) fs.FileMode {

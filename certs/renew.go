@@ -236,6 +236,14 @@ func (r *renewer) renewLeaf(d certDef, all bool) (RenewedCert, []pendingWrite, [
 		return item, nil, nil, fmt.Errorf("cannot renew %s: %w", d.name, err)
 	}
 	caCertPath, caKeyPath, _ := CertPaths(r.certDir, d.caName)
+	if !ca.CanSign() && d.caName == CertEtcdCA {
+		// An etcd member host that is not a control-plane host: its member
+		// certificates come from the control plane, which alone holds the key.
+		return item, nil, nil, fmt.Errorf("cannot renew %s here: the etcd CA key %s is only on the control plane, this host is an etcd member without it. "+
+			"Renew its member certificates from the control plane: run `kubeforge init phase upload-certs --config <file>` on a control-plane host, "+
+			"then on this host the `kubeforge join <endpoint> --token <token> --discovery-token-ca-cert-hash <hash> --etcd` command with the etcd certificate key it printed "+
+			"(`kubeforge token create --print-join-command` on the control plane prints a token and the hash); join replaces member certificates that expire before the uploaded ones", d.name, caKeyPath)
+	}
 	if !ca.CanSign() {
 		item.Skipped = fmt.Sprintf("externally managed: CA key %s is absent", caKeyPath)
 		return item, nil, nil, nil

@@ -17,6 +17,10 @@ type JoinCommand struct {
 	// CertificateKey decrypts the CA keys in kube-system/kubeforge-certs; empty
 	// when no upload is live, and then only the worker command is complete.
 	CertificateKey string
+	// EtcdCertificateKey decrypts the etcd member hand-over in
+	// kube-system/kubeforge-etcd-members (member certificates, no CA key); empty
+	// when no such upload is live.
+	EtcdCertificateKey string
 }
 
 // The environment variables `kubeforge join` reads the token and the
@@ -30,23 +34,31 @@ const (
 
 // command is the join command with the secrets in the environment form;
 // flags follow the endpoint and the CA hash.
-func (j JoinCommand) command(key bool, flags string) string {
+func (j JoinCommand) command(key string, flags string) string {
 	env := TokenEnv + "=" + j.Token + " "
-	if key {
-		env += CertificateKeyEnv + "=" + j.keyOrPlaceholder() + " "
+	if key != "" {
+		env += CertificateKeyEnv + "=" + key + " "
 	}
 	return env + fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s", j.Endpoint, j.CAHash) + flags
 }
 
 // Worker joins a worker node.
-func (j JoinCommand) Worker() string { return j.command(false, "") }
+func (j JoinCommand) Worker() string { return j.command("", "") }
 
-// WorkerEtcd joins a worker that also runs an etcd member; it needs the etcd CA,
-// hence the certificate key.
-func (j JoinCommand) WorkerEtcd() string { return j.command(true, " --etcd") }
+// WorkerEtcd joins a worker that also runs an etcd member; it needs the member
+// certificates the control plane issued for it, hence the etcd certificate key
+// (which decrypts no CA key).
+func (j JoinCommand) WorkerEtcd() string { return j.command(j.etcdKeyOrPlaceholder(), " --etcd") }
 
 // ControlPlane joins another control-plane host.
-func (j JoinCommand) ControlPlane() string { return j.command(true, " --control-plane") }
+func (j JoinCommand) ControlPlane() string { return j.command(j.keyOrPlaceholder(), " --control-plane") }
+
+func (j JoinCommand) etcdKeyOrPlaceholder() string {
+	if j.EtcdCertificateKey == "" {
+		return "<key: run `kubeforge init phase upload-certs`>"
+	}
+	return j.EtcdCertificateKey
+}
 
 func (j JoinCommand) keyOrPlaceholder() string {
 	if j.CertificateKey == "" {
@@ -63,8 +75,12 @@ func (j JoinCommand) Text() string {
 	b.WriteString("Join worker nodes by running on each as root:\n\n  " + j.Worker() + "\n\n")
 	b.WriteString("Join a worker that also runs an etcd member:\n\n  " + j.WorkerEtcd() + "\n\n")
 	b.WriteString("Join another control-plane host (HA; not supported by this version of join yet):\n\n  " + j.ControlPlane() + "\n\n")
+	if j.EtcdCertificateKey != "" {
+		b.WriteString("The etcd host's certificate key decrypts only etcd member certificates (kube-system/kubeforge-etcd-members);\n" +
+			"an etcd member host never receives a CA key.\n")
+	}
 	if j.CertificateKey != "" {
-		b.WriteString("The certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
+		b.WriteString("The control-plane certificate key decrypts the cluster's CA keys, uploaded to Secret kube-system/kubeforge-certs,\n" +
 			"which is deleted automatically two hours after the upload. Treat it like the CA keys themselves.\n" +
 			"For a new upload and key later: kubeforge init phase upload-certs --config <file>\n")
 	} else {

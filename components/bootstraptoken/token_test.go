@@ -158,11 +158,11 @@ func TestNodeBootstrapRBAC(t *testing.T) {
 }
 
 func TestJoinCommands(t *testing.T) {
-	j := JoinCommand{Endpoint: "192.168.175.151:6443", Token: "abcdef.0123456789abcdef", CAHash: "sha256:00ff", CertificateKey: "k3y"}
+	j := JoinCommand{Endpoint: "192.168.175.151:6443", Token: "abcdef.0123456789abcdef", CAHash: "sha256:00ff", CertificateKey: "k3y", EtcdCertificateKey: "e7cd"}
 	if got, want := j.Worker(), "KUBEFORGE_TOKEN=abcdef.0123456789abcdef kubeforge join 192.168.175.151:6443 --discovery-token-ca-cert-hash sha256:00ff"; got != want {
 		t.Errorf("worker %q", got)
 	}
-	if got, want := j.WorkerEtcd(), "KUBEFORGE_TOKEN=abcdef.0123456789abcdef KUBEFORGE_CERTIFICATE_KEY=k3y kubeforge join 192.168.175.151:6443 --discovery-token-ca-cert-hash sha256:00ff --etcd"; got != want {
+	if got, want := j.WorkerEtcd(), "KUBEFORGE_TOKEN=abcdef.0123456789abcdef KUBEFORGE_CERTIFICATE_KEY=e7cd kubeforge join 192.168.175.151:6443 --discovery-token-ca-cert-hash sha256:00ff --etcd"; got != want {
 		t.Errorf("etcd worker %q", got)
 	}
 	if got, want := j.ControlPlane(), "KUBEFORGE_TOKEN=abcdef.0123456789abcdef KUBEFORGE_CERTIFICATE_KEY=k3y kubeforge join 192.168.175.151:6443 --discovery-token-ca-cert-hash sha256:00ff --control-plane"; got != want {
@@ -171,7 +171,7 @@ func TestJoinCommands(t *testing.T) {
 	// No secret in what would become kubeforge's argv.
 	for _, c := range []string{j.Worker(), j.WorkerEtcd(), j.ControlPlane()} {
 		_, argv, _ := strings.Cut(c, " kubeforge ")
-		if strings.Contains(argv, "0123456789abcdef") || strings.Contains(argv, "k3y") || strings.Contains(argv, "--token") || strings.Contains(argv, "--certificate-key") {
+		if strings.Contains(argv, "0123456789abcdef") || strings.Contains(argv, "k3y") || strings.Contains(argv, "e7cd") || strings.Contains(argv, "--token") || strings.Contains(argv, "--certificate-key") {
 			t.Errorf("secret in the arguments: %q", c)
 		}
 	}

@@ -115,15 +115,21 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files 
 	if err != nil {
 		return err
 	}
+	return uploadSecret(ctx, c, CertsSecretName, CertsRole, map[string][]byte{CertsKey: blob})
+}
+
+// uploadSecret stores data in kube-system/name with a two-hour life (see
+// UploadCerts), readable by joining hosts through role.
+func uploadSecret(ctx context.Context, c kubernetes.Interface, name, role string, data map[string][]byte) error {
 	var superseded []string
-	if old, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, CertsSecretName, metav1.GetOptions{}); err == nil {
+	if old, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{}); err == nil {
 		for _, o := range old.OwnerReferences {
 			if o.Kind == "Secret" && strings.HasPrefix(o.Name, "bootstrap-token-") {
 				superseded = append(superseded, o.Name)
 			}
 		}
 	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading kube-system/%s: %w", CertsSecretName, err)
+		return fmt.Errorf("reading kube-system/%s: %w", name, err)
 	}
 	tok, err := bootstraptoken.Generate(CertsTTL, CertsTokenDescription)
 	if err != nil {
@@ -137,23 +143,88 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files 
 	ctrl := true
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: CertsSecretName, Namespace: metav1.NamespaceSystem,
+			Name: name, Namespace: metav1.NamespaceSystem,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: owner.Name, UID: owner.UID, Controller: &ctrl}},
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{CertsKey: blob},
+		Data: data,
 	}
 	if _, err := kubeclient.Apply(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), secret, kubeclient.SecretData); err != nil {
-		return fmt.Errorf("Secret kube-system/%s: %w", CertsSecretName, err)
+		return fmt.Errorf("Secret kube-system/%s: %w", name, err)
 	}
-	for _, name := range superseded {
+	for _, tn := range superseded {
 		// Only a TTL carrier of an earlier upload; it owns nothing any more.
-		if err := c.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting the superseded upload token %s: %w", name, err)
+		if err := c.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, tn, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the superseded upload token %s: %w", tn, err)
 		}
 	}
-	_, err = applyRole(ctx, c, readerRole(CertsRole, "secrets", CertsSecretName), readerBinding(CertsRole, bootstraptoken.NodeGroup))
+	_, err = applyRole(ctx, c, readerRole(role, "secrets", name), readerBinding(role, bootstraptoken.NodeGroup))
 	return err
+}
+
+// The etcd member hand-over: kube-system/kubeforge-etcd-members holds one entry
+// per etcd host that is not a control-plane host, each encrypted under the etcd
+// certificate key (not the control-plane one): its member certificates
+// (certs.EtcdMemberHandoverFiles) and a one-join etcd credential
+// (EtcdJoinCertFile, EtcdJoinKeyFile), which is only used in memory.
+const (
+	EtcdMembersSecretName = "kubeforge-etcd-members"
+	EtcdMembersRole       = "kubeforge:etcd-members-reader"
+	EtcdJoinCertFile      = "kubeforge/etcd-join.crt"
+	EtcdJoinKeyFile       = "kubeforge/etcd-join.key"
+)
+
+// ErrNoEtcdUpload means there is no live etcd member hand-over for a host.
+var ErrNoEtcdUpload = errors.New("no etcd member certificates are uploaded for this host (Secret kube-system/" + EtcdMembersSecretName + " does not exist, expired, or has no entry for it): run `kubeforge init phase upload-certs` on the first control-plane host")
+
+// UploadEtcdMembers encrypts each member's files under key and stores them in
+// kube-system/kubeforge-etcd-members, with the two-hour life of UploadCerts.
+func UploadEtcdMembers(ctx context.Context, c kubernetes.Interface, key string, members map[string]map[string][]byte) error {
+	data := map[string][]byte{}
+	for name, files := range members {
+		blob, err := certs.EncryptBundle(key, files)
+		if err != nil {
+			return err
+		}
+		data[name] = blob
+	}
+	return uploadSecret(ctx, c, EtcdMembersSecretName, EtcdMembersRole, data)
+}
+
+// DownloadEtcdMember reads and decrypts node's entry of the etcd member
+// hand-over.
+func DownloadEtcdMember(ctx context.Context, c kubernetes.Interface, key, node string) (map[string][]byte, error) {
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, EtcdMembersSecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, ErrNoEtcdUpload
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading kube-system/%s: %w", EtcdMembersSecretName, err)
+	}
+	blob, ok := s.Data[node]
+	if !ok {
+		return nil, fmt.Errorf("%w (%s)", ErrNoEtcdUpload, node)
+	}
+	files, err := certs.DecryptBundle(key, blob)
+	if err != nil {
+		return nil, fmt.Errorf("kube-system/%s: %w", EtcdMembersSecretName, err)
+	}
+	return files, nil
+}
+
+// EtcdUploadLive reports whether the etcd member hand-over exists, has an entry
+// for every one of members and decrypts with key.
+func EtcdUploadLive(ctx context.Context, c kubernetes.Interface, key string, members []string) (bool, error) {
+	for _, m := range members {
+		_, err := DownloadEtcdMember(ctx, c, key, m)
+		switch {
+		case errors.Is(err, ErrNoEtcdUpload), errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // DownloadCerts reads and decrypts kube-system/kubeforge-certs. A wrong key is

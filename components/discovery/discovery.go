@@ -80,8 +80,13 @@ type Options struct {
 	Token string
 	// CAHashes are accepted pins ("sha256:<hex>"); at least one is required.
 	CAHashes []string
-	// CertificateKey, when set, downloads and decrypts kube-system/kubeforge-certs.
+	// CertificateKey, when set, downloads and decrypts kube-system/kubeforge-certs,
+	// or with EtcdMember that member's etcd hand-over.
 	CertificateKey string
+	// EtcdMember names the etcd member host whose entry of
+	// kube-system/kubeforge-etcd-members CertificateKey decrypts (join --etcd
+	// without --control-plane): member certificates, no CA key.
+	EtcdMember string
 	// Timeout bounds the whole discovery; 30s when zero. Connection errors are
 	// retried within it (an apiserver that is restarting answers again soon).
 	Timeout time.Duration
@@ -233,7 +238,17 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, apiError(err, o.Endpoint, tok.ID, "kube-system/"+clusterinfo.ConfigMapName, ErrNoConfig)
 	}
-	if o.CertificateKey != "" {
+	if o.CertificateKey != "" && o.EtcdMember != "" {
+		res.Certs, err = clusterinfo.DownloadEtcdMember(ctx, cli, o.CertificateKey, o.EtcdMember)
+		switch {
+		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
+			return nil, fmt.Errorf("%w: %v; use the etcd key of the `--etcd` join command `kubeforge init` (or `kubeforge init phase upload-certs`) printed", ErrCertificateKey, err)
+		case errors.Is(err, clusterinfo.ErrNoEtcdUpload):
+			return nil, fmt.Errorf("%w: %v", ErrNoCertsUploaded, err)
+		case err != nil:
+			return nil, apiError(err, o.Endpoint, tok.ID, "kube-system/"+clusterinfo.EtcdMembersSecretName, ErrNoCertsUploaded)
+		}
+	} else if o.CertificateKey != "" {
 		res.Certs, err = clusterinfo.DownloadCerts(ctx, cli, o.CertificateKey)
 		switch {
 		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):

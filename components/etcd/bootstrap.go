@@ -137,16 +137,26 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (Result, error) {
 	if o.DryRun {
 		return Result{Changed: true, Detail: "dry run"}, nil
 	}
+	authChanged, err := opts[0].ensureAuth(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	anyChanged = anyChanged || authChanged
+	// The CA host is the administrator: the full status needs that credential.
+	adminTLS, err := AdminTLS(HostRead(ctx, opts[0].Host), o.CertDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", opts[0].Host.Name(), err)
+	}
 	eps := make([]string, len(o.Targets))
 	for i, t := range o.Targets {
 		eps[i] = MemberOf(t.Node).ClientURL()
 	}
-	cli, err := NewClient(eps, tlsCfg)
+	cli, err := NewClient(eps, adminTLS)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cli.Close()
-	st, err := GetClusterStatus(ctx, cli, tlsCfg)
+	st, err := GetClusterStatus(ctx, cli, adminTLS)
 	if err != nil {
 		return Result{}, err
 	}

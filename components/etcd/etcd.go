@@ -34,6 +34,11 @@ type Options struct {
 	// 5 minutes when zero.
 	Timeout time.Duration
 	Logf    func(format string, a ...any)
+	// JoinTLS is the one-join credential the control plane handed over for this
+	// member (Join): it adds and promotes the member, and the join deletes its
+	// etcd user at the end. Nil means the host's own administrator credential,
+	// which only a host holding the etcd CA key has (AdminTLS).
+	JoinTLS *tls.Config
 }
 
 // Result says what a run did.
@@ -164,7 +169,64 @@ func Init(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	changed = changed || filesChanged
-	return o.runMember(ctx, r, tlsCfg, changed, t0)
+	res, err := o.runMember(ctx, r, tlsCfg, changed, t0)
+	if err != nil {
+		return res, err
+	}
+	authChanged, err := o.ensureAuth(ctx)
+	if err != nil {
+		return res, err
+	}
+	if authChanged && !res.Changed {
+		res.Changed, res.Detail = true, fmt.Sprintf("member %s is running and healthy; etcd authentication set up", o.Node.Name)
+	}
+	return res, nil
+}
+
+// ensureAuth sets up etcd's users and roles and enables authentication, as the
+// administrator this host (the holder of the etcd CA key) can issue itself.
+func (o *Options) ensureAuth(ctx context.Context) (bool, error) {
+	if o.DryRun {
+		o.Logf("dry run: would enable etcd authentication with per-client roles")
+		return false, nil
+	}
+	plan, err := AuthPlanFor(o.Cluster)
+	if err != nil {
+		return false, err
+	}
+	admin, err := AdminTLS(HostRead(ctx, o.Host), o.CertDir)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", o.Host.Name(), err)
+	}
+	cli, err := NewClient([]string{o.memberConfig().Member.ClientURL()}, admin)
+	if err != nil {
+		return false, err
+	}
+	defer cli.Close()
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	changed, err := EnsureAuth(actx, cli, plan)
+	if err != nil {
+		return false, fmt.Errorf("%s: etcd authentication: %w", o.Host.Name(), err)
+	}
+	if len(changed) > 0 {
+		o.Logf("etcd authentication: %s", strings.Join(changed, ", "))
+	}
+	return len(changed) > 0, nil
+}
+
+// membershipTLS is the credential for adding, promoting and removing members:
+// the handed-over one-join credential, or the administrator certificate a host
+// with the etcd CA key issues itself.
+func (o *Options) membershipTLS(ctx context.Context) (*tls.Config, error) {
+	if o.JoinTLS != nil {
+		return o.JoinTLS, nil
+	}
+	cfg, err := AdminTLS(HostRead(ctx, o.Host), o.CertDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; a joining etcd member gets a one-join credential from the control plane: run `kubeforge join ENDPOINT ... --etcd --certificate-key KEY` with the command `kubeforge init` (or `kubeforge init phase upload-certs` on a control-plane host) printed", o.Host.Name(), err)
+	}
+	return cfg, nil
 }
 
 // runMember brings the member's unit to "active and healthy": started if it is
@@ -269,7 +331,14 @@ func Join(ctx context.Context, o Options) (Result, error) {
 	if len(eps) == 0 {
 		return Result{}, fmt.Errorf("etcd join: %s is the only etcd host of the configuration; there is no cluster to join (use init)", o.Node.Name)
 	}
-	cli, err := NewClient(eps, tlsCfg)
+	// Listing members needs no privilege; adding and promoting this member does,
+	// but a host that is a voting member already needs none.
+	adminTLS, adminErr := o.membershipTLS(ctx)
+	listTLS := adminTLS
+	if adminErr != nil {
+		listTLS = tlsCfg
+	}
+	cli, err := NewClient(eps, listTLS)
 	if err != nil {
 		return Result{}, err
 	}
@@ -312,6 +381,9 @@ func Join(ctx context.Context, o Options) (Result, error) {
 		if err == nil && !res.Changed {
 			res.Detail = fmt.Sprintf("%s is already a started voting member (%x)", o.Node.Name, self.ID)
 		}
+		if err == nil {
+			err = o.dropJoinUser(ctx, cli)
+		}
 		return res, err
 	}
 	if self == nil {
@@ -325,6 +397,9 @@ func Join(ctx context.Context, o Options) (Result, error) {
 			return Result{}, fmt.Errorf("etcd join of %s: %s holds data of an earlier etcd member, but %s is not a member of the cluster; run `kubeforge reset phase etcd` on it (or remove %s) and join again",
 				o.Node.Name, r.cfg.DataDir, o.Node.Name, r.cfg.DataDir)
 		}
+	}
+	if adminErr != nil {
+		return Result{}, adminErr
 	}
 	if o.DryRun {
 		what := "add it as a learner"
@@ -342,7 +417,7 @@ func Join(ctx context.Context, o Options) (Result, error) {
 	}
 	jr, err := JoinMember(ctx, JoinRequest{
 		Client:  cli,
-		TLS:     tlsCfg,
+		TLS:     adminTLS,
 		Member:  r.cfg.Member,
 		Runner:  r,
 		Timeout: o.Timeout,
@@ -352,8 +427,35 @@ func Join(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("etcd join of %s: %w", o.Node.Name, err)
 	}
+	if err := o.dropJoinUser(ctx, cli); err != nil {
+		return Result{}, err
+	}
 	return Result{Changed: true, Detail: fmt.Sprintf("%s joined as voting member %x", o.Node.Name, jr.ID),
 		Started: jr.StartedAfter, Promoted: jr.PromotedAfter}, nil
+}
+
+// dropJoinUser deletes the etcd user of the handed-over one-join credential once
+// the member is a voter: from then on nothing on this host can change the
+// cluster's membership or read its keys.
+func (o *Options) dropJoinUser(ctx context.Context, cli *clientv3.Client) error {
+	if o.JoinTLS == nil {
+		return nil
+	}
+	user := UserOf(o.JoinTLS)
+	if !strings.HasPrefix(user, JoinUserPrefix) {
+		return fmt.Errorf("etcd join of %s: the handed-over credential is for %q, not a one-join user", o.Node.Name, user)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	deleted, err := DeleteOwnUser(dctx, cli, user)
+	if err != nil {
+		return fmt.Errorf("etcd join of %s: %w", o.Node.Name, err)
+	}
+	if !deleted {
+		return nil // spent by an earlier run
+	}
+	o.Logf("deleted the one-join etcd user %s: this host keeps no etcd credential beyond its member certificates", user)
+	return nil
 }
 
 // ResetOptions are what Reset needs.
@@ -455,12 +557,21 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 			}
 		}
 	}
+	// The peers this member started with, at its own client port: once the
+	// control plane removed this member (`etcd remove-member`), the local etcd
+	// has stopped, and without a configuration they are how reset finds the
+	// cluster to confirm it.
+	eps = append(eps, peerClientURLs(vals, eps)...)
 	if len(eps) == 0 {
 		return fmt.Errorf("%s: neither %s nor a cluster configuration says where the etcd cluster is; cannot remove member %s from it", h.Name(), ConfigPath, name)
 	}
-	tlsCfg, err := ClientTLSFiles(o.CertDir).Config(HostRead(ctx, h))
-	if err != nil {
-		return fmt.Errorf("%s: cannot talk to etcd to remove member %s: %w", h.Name(), name, err)
+	tlsCfg, err := AdminTLS(HostRead(ctx, h), o.CertDir)
+	admin := err == nil
+	if !admin {
+		// Not a control-plane host: it may still see whether it is a member.
+		if tlsCfg, err = ClientTLSFiles(o.CertDir).Config(HostRead(ctx, h)); err != nil {
+			return fmt.Errorf("%s: cannot talk to etcd to remove member %s: %w", h.Name(), name, err)
+		}
 	}
 	cli, err := NewClient(eps, tlsCfg)
 	if err != nil {
@@ -480,6 +591,10 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 	if id == 0 {
 		o.Logf("%s is not a member of the etcd cluster (any more)", name)
 		return nil
+	}
+	if !admin {
+		return fmt.Errorf("%s is still etcd member %x, and only the control plane may remove members (%v): run `kubeforge etcd remove-member %s` on a control-plane host, then reset %s again",
+			name, id, ErrNoAdminCredential, name, h.Name())
 	}
 	if err := CheckRemoval(st, id); err != nil {
 		err = fmt.Errorf("refusing to remove etcd member %s: %w; pass --force-etcd-removal to remove it anyway", name, err)
@@ -509,6 +624,31 @@ func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 	}
 	o.Logf("removed member %s (%x) from the etcd cluster; %d voting members remain", name, id, len(st.Voters())-1)
 	return nil
+}
+
+// peerClientURLs are the client URLs of the peers in a member config's
+// initial-cluster, on the port of its own advertise-client-urls (kubeforge's
+// members share their ports), except those in have.
+func peerClientURLs(vals map[string]any, have []string) []string {
+	ic, _ := vals["initial-cluster"].(string)
+	adv, _ := vals["advertise-client-urls"].(string)
+	own, err := url.Parse(strings.Split(adv, ",")[0])
+	if ic == "" || err != nil || own.Port() == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range strings.Split(ic, ",") {
+		_, peer, ok := strings.Cut(p, "=")
+		u, err := url.Parse(peer)
+		if !ok || err != nil || u.Hostname() == "" {
+			continue
+		}
+		ep := own.Scheme + "://" + net.JoinHostPort(u.Hostname(), own.Port())
+		if !contains(have, ep) && !contains(out, ep) {
+			out = append(out, ep)
+		}
+	}
+	return out
 }
 
 func contains(s []string, v string) bool {

@@ -256,9 +256,7 @@ func joinStep(ctx context.Context, req JoinRequest, id uint64) (done bool, progr
 	case !me.IsLearner:
 		return healthyVoter(ctx, req, me)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = req.Client.MemberPromote(pctx, id)
-	cancel()
+	err = promoteAtLeader(ctx, req, members, id)
 	switch {
 	case err == nil:
 		req.Logf("promoted %s (%x) to a voting member", me.Name, id)
@@ -269,6 +267,51 @@ func joinStep(ctx context.Context, req JoinRequest, id uint64) (done bool, progr
 		return false, "started", nil
 	}
 	return false, "started; promote: " + err.Error(), nil
+}
+
+// promoteAtLeader asks the raft leader itself to promote learner id. Only the
+// leader decides a promotion; a follower forwards the request to it over the
+// peer port, and etcd 3.6 drops the client's identity on that hop, so with
+// authentication on a forwarded promotion is refused (and times out). When the
+// leader cannot be found, the request goes through the client as it is.
+func promoteAtLeader(ctx context.Context, req JoinRequest, members []*etcdserverpb.Member, id uint64) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if leader := leaderURL(pctx, req.TLS, members); leader != "" {
+		return withEndpoint(req.TLS, leader, func(cli *clientv3.Client) error {
+			_, err := cli.MemberPromote(pctx, id)
+			return err
+		})
+	}
+	_, err := req.Client.MemberPromote(pctx, id)
+	return err
+}
+
+// leaderURL is the client URL of the raft leader among members, as the first
+// voter that answers its status says; "" when none does.
+func leaderURL(ctx context.Context, tlsCfg *tls.Config, members []*etcdserverpb.Member) string {
+	for _, m := range members {
+		if m.IsLearner || len(m.ClientURLs) == 0 {
+			continue
+		}
+		var leader uint64
+		err := withEndpoint(tlsCfg, m.ClientURLs[0], func(cli *clientv3.Client) error {
+			st, err := cli.Status(ctx, m.ClientURLs[0])
+			if err == nil {
+				leader = st.Leader
+			}
+			return err
+		})
+		if err != nil || leader == 0 {
+			continue
+		}
+		for _, l := range members {
+			if l.ID == leader && len(l.ClientURLs) > 0 {
+				return l.ClientURLs[0]
+			}
+		}
+	}
+	return ""
 }
 
 // healthyVoter is the last step: the promoted member answers a linearizable read.

@@ -90,10 +90,17 @@ func (r *run) uploadCertsPhase() workflow.Phase {
 		Name:  "upload-certs",
 		Short: "Store the encrypted control-plane certificates for joining control-plane nodes",
 		Long: `Encrypt the CA keys, the service-account key pair and the encryption
-configuration that a joining control-plane or etcd host needs with a new random
+configuration that a joining control-plane host needs with a new random
 certificate key (AES-256-GCM), store them in Secret kube-system/kubeforge-certs and
 print the key. The Secret is owned by a bootstrap token that expires after two
 hours, so the cluster deletes it by itself.
+
+etcd hosts that are not control-plane hosts get a hand-over of their own, under a
+separate etcd certificate key, in Secret kube-system/kubeforge-etcd-members: per
+host its etcd member certificates, issued here from the etcd CA for the address
+the configuration records (no CA key), and, for a host that is not a member yet,
+a one-join etcd credential (valid two hours; its join deletes its etcd user).
+A new hand-over also renews the member certificates of hosts that joined.
 
 Within a full 'kubeforge init' a live upload of the current files is kept, so a
 rerun changes nothing; 'kubeforge init phase upload-certs' on its own always
@@ -133,6 +140,15 @@ func (r *run) runUploadCerts(d workflow.RunData) error {
 	cli, err := r.client(data)
 	if err != nil {
 		return err
+	}
+	// etcd member hosts get their own hand-over under their own key: member
+	// certificates only, never a CA key.
+	if r.etcdKey, err = r.uploadEtcdMembers(data, alone); err != nil {
+		return err
+	}
+	if alone && r.etcdKey != "" && !data.DryRun() {
+		log.Printf("etcd certificate key (for `kubeforge join ... --etcd`):")
+		fmt.Fprintln(log.Writer(), r.etcdKey)
 	}
 	files, err := sharedFiles(data)
 	if err != nil {
@@ -277,7 +293,7 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 	}
 	j := bootstraptoken.JoinCommand{Endpoint: data.Config().Spec.ControlPlaneEndpoint, CAHash: certs.CAHash(ca)}
 	if data.DryRun() {
-		j.Token, j.CertificateKey = "<token>", "<certificate-key>"
+		j.Token, j.CertificateKey, j.EtcdCertificateKey = "<token>", "<certificate-key>", "<etcd-certificate-key>"
 	} else {
 		cli, err := r.client(data)
 		if err != nil {
@@ -320,6 +336,20 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 			}
 		}
 		j.CertificateKey = key
+		ekey := r.etcdKey
+		if ekey == "" {
+			if b, err := h.ReadFile(ctx, etcdCertificateKeyPath(data)); err == nil {
+				ekey = strings.TrimSpace(string(b))
+				var names []string
+				for _, m := range etcdHandoverHosts(data.Config(), data.Node().Name) {
+					names = append(names, m.Name)
+				}
+				if live, err := clusterinfo.EtcdUploadLive(ctx, cli, ekey, names); err != nil || !live {
+					ekey = ""
+				}
+			}
+		}
+		j.EtcdCertificateKey = ekey
 	}
 	fmt.Fprint(data.Logger().Writer(), "\n"+j.Text()+"\n")
 	return workflow.Unchanged("printed the join commands")

@@ -29,6 +29,8 @@ type run struct {
 	// token and certKey as created or found by bootstrap-token and upload-certs.
 	token   *bootstraptoken.Token
 	certKey string
+	// etcdKey decrypts the etcd member hand-over (not the CA keys).
+	etcdKey string
 }
 
 // started records that a phase runs and reports whether any phase ran before it

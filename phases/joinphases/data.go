@@ -58,7 +58,7 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.CAHashes, "discovery-token-ca-cert-hash", nil, "Public-key pin of the cluster CA, sha256:<hex> (repeatable: any one must match)")
 	fs.BoolVar(&f.Etcd, "etcd", false, "Also run an etcd member on this host (needs --certificate-key)")
 	fs.BoolVar(&f.ControlPlane, "control-plane", false, "Join as a control-plane host (needs --certificate-key)")
-	fs.StringVar(&f.CertificateKey, "certificate-key", "", "Key that decrypts the uploaded certificates (or $"+CertificateKeyEnv+")")
+	fs.StringVar(&f.CertificateKey, "certificate-key", "", "Key that decrypts the uploaded certificates: with --etcd this host's etcd member certificates, with --control-plane the CA keys (or $"+CertificateKeyEnv+")")
 	fs.DurationVar(&f.Timeout, "discovery-timeout", 30*time.Second, "How long discovery waits for the API server")
 }
 
@@ -86,7 +86,7 @@ func NewData(n *rundata.Node, f Flags) (*Data, error) {
 		return nil, fmt.Errorf("%w: --control-plane: joining a second control-plane host is not supported yet; join it as a worker (and --etcd) for now", discovery.ErrBadInput)
 	}
 	if (f.Etcd || f.ControlPlane) && f.CertificateKey == "" {
-		return nil, fmt.Errorf("%w: --etcd and --control-plane need --certificate-key (or $%s): the CA keys they need are uploaded encrypted with it",
+		return nil, fmt.Errorf("%w: --etcd and --control-plane need --certificate-key (or $%s): the certificates they need are uploaded encrypted with it",
 			discovery.ErrBadInput, CertificateKeyEnv)
 	}
 	if f.Endpoint == "" {
@@ -111,8 +111,13 @@ func (d *Data) Discovery() (*discovery.Result, error) {
 }
 
 func (d *Data) discover(ctx context.Context) (*discovery.Result, error) {
-	res, err := discovery.Discover(ctx, discovery.Options{Endpoint: d.flags.Endpoint, Token: d.flags.Token, CAHashes: d.flags.CAHashes,
-		CertificateKey: d.flags.CertificateKey, Timeout: d.flags.Timeout, Logf: d.Logger().Printf})
+	o := discovery.Options{Endpoint: d.flags.Endpoint, Token: d.flags.Token, CAHashes: d.flags.CAHashes,
+		CertificateKey: d.flags.CertificateKey, Timeout: d.flags.Timeout, Logf: d.Logger().Printf}
+	if d.flags.Etcd && !d.flags.ControlPlane {
+		// An etcd member host gets its own member certificates, never CA keys.
+		o.EtcdMember = d.base.NodeName()
+	}
+	res, err := discovery.Discover(ctx, o)
 	if err != nil {
 		return nil, err
 	}

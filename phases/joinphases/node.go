@@ -2,6 +2,7 @@ package joinphases
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/install"
 	"github.com/kubeforge/kubeforge/components/kubelet"
@@ -173,12 +175,13 @@ the right checksum are left alone. etcd and containerd come with their phases.`,
 }
 
 // certFilesFor picks what a host of these roles needs from the uploaded
-// certificates: an etcd member the etcd CA (it issues its own member
-// certificates), a control-plane host every shared file. Workers need none.
+// certificates: an etcd member its member certificates (issued for it on the
+// control plane; no CA key), a control-plane host every shared file. Workers
+// need none.
 func certFilesFor(n *config.Host, uploaded map[string][]byte) (map[string][]byte, error) {
 	want := []string{}
 	if n.HasRole(config.RoleEtcd) {
-		want = append(want, "etcd/ca.crt", "etcd/ca.key")
+		want = certs.EtcdMemberHandoverFiles
 	}
 	if n.HasRole(config.RoleControlPlane) {
 		want = certs.SharedFiles
@@ -194,15 +197,55 @@ func certFilesFor(n *config.Host, uploaded map[string][]byte) (map[string][]byte
 	return out, nil
 }
 
+// keepExistingPairs drops from files the certificate/key pairs the host has
+// already and that expire no earlier than the uploaded ones: a member keeps its
+// certificates across reruns of join with the same hand-over, and a newer
+// hand-over (`kubeforge init phase upload-certs` on the control plane) renews
+// them. The pairs to replace are returned; they are written over the old ones.
+func keepExistingPairs(ctx context.Context, h host.Host, certDir string, files map[string][]byte) (map[string][]byte, error) {
+	replace := map[string][]byte{}
+	for rel := range files {
+		base, ok := strings.CutSuffix(rel, ".crt")
+		if !ok || rel == "ca.crt" || strings.HasSuffix(rel, "/ca.crt") {
+			continue
+		}
+		if _, ok := files[base+".key"]; !ok {
+			continue
+		}
+		cur, e1 := h.ReadFile(ctx, path.Join(certDir, rel))
+		_, e2 := h.Stat(ctx, path.Join(certDir, base+".key"))
+		if e1 != nil || e2 != nil {
+			continue
+		}
+		old, err := certs.ParseCertPEM(cur)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path.Join(certDir, rel), err)
+		}
+		upl, err := certs.ParseCertPEM(files[rel])
+		if err != nil {
+			return nil, fmt.Errorf("uploaded %s: %w", rel, err)
+		}
+		if upl.NotAfter.After(old.NotAfter) {
+			replace[rel], replace[base+".key"] = files[rel], files[base+".key"]
+		}
+		delete(files, rel)
+		delete(files, base+".key")
+	}
+	return replace, nil
+}
+
 func certsPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "certs",
-		Short: "Write the cluster CA, and the CA keys an etcd or control-plane host needs",
-		Long: `Write the cluster CA certificate pinned by discovery as ca.crt, and on an etcd
-member the etcd CA (decrypted from kube-system/kubeforge-certs with the
-certificate key) from which the etcd phase issues this member's certificates; on a
-control-plane host every shared CA and key. Keys are 0600. A file that exists
-with other content is an error naming it: the host belongs to another cluster.`,
+		Short: "Write the cluster CA, and the certificates an etcd or control-plane host needs",
+		Long: `Write the cluster CA certificate pinned by discovery as ca.crt; on an etcd
+member the etcd CA certificate and this member's server, peer, health-check and
+overlay client certificates, issued for it on the control plane and decrypted
+from kube-system/kubeforge-etcd-members with the etcd certificate key (no CA
+key: the member cannot issue certificates); on a control-plane host every shared
+CA and key. Keys are 0600. A member certificate pair already on the host is kept.
+A file that exists with other content is an error naming it: the host belongs to
+another cluster.`,
 		Run: func(d workflow.RunData) error {
 			data, err := joinData(d, "certs")
 			if err != nil {
@@ -214,10 +257,13 @@ with other content is an error naming it: the host belongs to another cluster.`,
 				return err
 			}
 			files["ca.crt"] = res.CAPEM
+			ctx, h := data.Context(), data.Host()
+			var replace map[string][]byte
 			if data.Node().HasRole(config.RoleControlPlane) {
 				files["ca.crt"] = res.Certs["ca.crt"]
+			} else if replace, err = keepExistingPairs(ctx, h, data.CertDir(), files); err != nil {
+				return err
 			}
-			ctx, h := data.Context(), data.Host()
 			var fresh []string
 			for rel := range files {
 				if _, err := h.Stat(ctx, path.Join(data.CertDir(), rel)); err != nil {
@@ -226,6 +272,18 @@ with other content is an error naming it: the host belongs to another cluster.`,
 			}
 			if err := certs.WriteFiles(certs.HostFS{Ctx: ctx, Host: h}, data.CertDir(), files); err != nil {
 				return fmt.Errorf("%s: %w (run `kubeforge reset` on a host that was part of another cluster)", h.Name(), err)
+			}
+			renewed := make([]string, 0, len(replace))
+			for rel := range replace {
+				renewed = append(renewed, rel)
+			}
+			slices.Sort(renewed) // keys before their certificates
+			for i := len(renewed) - 1; i >= 0; i-- {
+				rel := renewed[i]
+				if err := h.WriteFile(ctx, path.Join(data.CertDir(), rel), replace[rel], host.WriteOptions{Mode: certs.FileMode(rel), Secret: strings.HasSuffix(rel, ".key")}); err != nil {
+					return err
+				}
+				fresh = append(fresh, rel)
 			}
 			if len(fresh) == 0 {
 				return workflow.Unchanged("%d files in place in %s", len(files), data.CertDir())

@@ -71,20 +71,31 @@ func TestCertFilesFor(t *testing.T) {
 	for _, f := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key", "kubelet-serving-ca.crt", "kubelet-serving-ca.key"} {
 		up[f] = []byte(f)
 	}
+	// What the etcd member hand-over holds for one host.
+	member := map[string][]byte{"kubeforge/etcd-join.crt": []byte("j"), "kubeforge/etcd-join.key": []byte("k")}
+	for _, f := range certs.EtcdMemberHandoverFiles {
+		member[f] = []byte(f)
+	}
 	worker := &config.Host{Name: "w", Roles: []config.Role{config.RoleWorker}}
 	etcd := &config.Host{Name: "e", Roles: []config.Role{config.RoleWorker, config.RoleEtcd}}
 	cp := &config.Host{Name: "c", Roles: []config.Role{config.RoleControlPlane}}
 	if f, err := certFilesFor(worker, up); err != nil || len(f) != 0 {
 		t.Errorf("a worker gets %v %v: no CA key belongs on it", f, err)
 	}
-	if f, err := certFilesFor(etcd, up); err != nil || len(f) != 2 || f["etcd/ca.key"] == nil || f["ca.key"] != nil {
-		t.Errorf("an etcd member gets %v %v: only the etcd CA", f, err)
+	f, err := certFilesFor(etcd, member)
+	if err != nil || len(f) != len(certs.EtcdMemberHandoverFiles) {
+		t.Errorf("an etcd member gets %v %v: its member certificates", f, err)
+	}
+	for rel := range f {
+		if strings.HasSuffix(rel, "ca.key") || strings.HasPrefix(rel, "kubeforge/") {
+			t.Errorf("an etcd member would write %s to disk", rel)
+		}
 	}
 	if f, err := certFilesFor(cp, up); err != nil || len(f) != len(certs.SharedFiles) || f["kubelet-serving-ca.key"] == nil {
 		t.Errorf("a control-plane host gets %d files %v", len(f), err)
 	}
-	delete(up, "etcd/ca.key")
-	if _, err := certFilesFor(etcd, up); err == nil || !strings.Contains(err.Error(), "etcd/ca.key") {
-		t.Errorf("missing etcd key: %v", err)
+	// The old hand-over (the etcd CA with its key) is not what a member takes.
+	if _, err := certFilesFor(etcd, up); err == nil || !strings.Contains(err.Error(), "etcd/server.crt") {
+		t.Errorf("an etcd member handed the CA instead of its certificates: %v", err)
 	}
 }

@@ -195,21 +195,42 @@ func TestEtcd(t *testing.T) {
 	}
 	t.Logf("init phase etcd on master01 (%s):\n%s", took, out)
 	l.times["init to healthy"] = took
-	if !strings.Contains(out, "is healthy") || !strings.Contains(out, "[etcd] done in") {
-		t.Errorf("init output lacks progress or the healthy line:\n%s", out)
+	if !strings.Contains(out, "is healthy") || !strings.Contains(out, "[etcd] done in") || !strings.Contains(out, "authentication enabled") {
+		t.Errorf("init output lacks progress, the healthy line or etcd authentication:\n%s", out)
 	}
-	// The client credentials kubeforge created, for this test's own clients.
+	// The etcd CA, for this test's own clients: with authentication on, they
+	// are etcd's administrator, as kubeforge is on a host with the CA key.
 	var pemFiles = map[string][]byte{}
 	for _, f := range []string{"ca.crt", "ca.key", "healthcheck-client.crt", "healthcheck-client.key"} {
 		pemFiles[f] = []byte(l.must("master01", "cat /etc/kubernetes/pki/etcd/"+f) + "\n")
 	}
-	pair, err := tls.X509KeyPair(pemFiles["healthcheck-client.crt"], pemFiles["healthcheck-client.key"])
+	etcdCA, err := certs.ParseCA(pemFiles["ca.crt"], pemFiles["ca.key"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemFiles["ca.crt"])
-	l.tls = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	adminCrt, adminKey, err := etcd.IssueClient(etcdCA, etcd.AdminUser, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.tls, err = etcd.TLSConfigFromPEM(pemFiles["ca.crt"], adminCrt, adminKey); err != nil {
+		t.Fatal(err)
+	}
+	pool := l.tls.RootCAs
+	healthTLS, err := etcd.TLSConfigFromPEM(pemFiles["ca.crt"], pemFiles["healthcheck-client.crt"], pemFiles["healthcheck-client.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("authentication: the health-check certificate reads no cluster key", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := l.clientOf(l.tls, "master01").Put(ctx, "/registry/secrets/default/e2e", "s"); err != nil {
+			t.Fatalf("administrator write: %v", err)
+		}
+		_, err := l.clientOf(healthTLS, "master01").Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
+		if err == nil || !etcd.IsAuthRefusal(err) {
+			t.Errorf("health-check certificate reading /registry/secrets/: %v, want permission denied", err)
+		}
+	})
 
 	// --- hand the etcd CA over and join node01, node02 --------------------------------
 	for _, h := range []string{"node01", "node02"} {
@@ -539,6 +560,20 @@ func TestEtcd(t *testing.T) {
 			if out := l.must(h, "ls /etc/kubernetes/pki/etcd"); strings.Contains(out, "ca.key") || !strings.Contains(out, "peer.key") {
 				t.Errorf("%s: etcd pki after bootstrap: %s", h, out)
 			}
+		}
+		// Without the CA key, node01's own certificates read nothing and change
+		// no membership; etcd status there still works, without the details.
+		for _, f := range []string{"peer", "server", "healthcheck-client"} {
+			ctl := "ETCDCTL_API=3 /opt/kubeforge/bundle/bin/etcdctl --endpoints " + l.ep("master01") + " --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/" + f + ".crt --key /etc/kubernetes/pki/etcd/" + f + ".key "
+			if out, err := l.ssh("node01", ctl+"get '' --from-key --keys-only --limit 1", nil); err == nil || !strings.Contains(out, "permission denied") {
+				t.Errorf("node01 with its %s certificate read keys: %v\n%s", f, err, out)
+			}
+			if out, err := l.ssh("node01", ctl+"member add intruder --learner --peer-urls https://192.0.2.1:2380", nil); err == nil || !strings.Contains(out, "user name not found") && !strings.Contains(out, "permission denied") {
+				t.Errorf("node01 with its %s certificate added a member: %v\n%s", f, err, out)
+			}
+		}
+		if out, err := l.ssh("node01", "kubeforge etcd status --endpoints "+l.ep("master01"), nil); err != nil || !strings.Contains(out, "node02") {
+			t.Errorf("etcd status on node01: %v\n%s", err, out)
 		}
 		if _, err := l.clientOf(l.tls, "node02").Put(ctx, "/kubeforge/bootstrap", "ok"); err != nil {
 			t.Errorf("write after bootstrap: %v", err)

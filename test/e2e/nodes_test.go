@@ -462,8 +462,12 @@ func TestNodes(t *testing.T) {
 			if strings.Contains(units, strings.SplitN(token, ".", 2)[1]) {
 				t.Errorf("%s: the token is in a unit file", h)
 			}
-			if modes := l.must(h, "stat -c '%a %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/pki/etcd/ca.key"); strings.Count(modes, "600 ") != 3 {
+			// An etcd member gets its member keys, never the etcd CA key.
+			if modes := l.must(h, "stat -c '%a %n' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/etcd/peer.key /etc/kubernetes/pki/etcd/overlay-client.key"); strings.Count(modes, "600 ") != 5 {
 				t.Errorf("%s: modes\n%s", h, modes)
+			}
+			if out, err := l.ssh(h, "ls /etc/kubernetes/pki/etcd/ca.key /etc/kubernetes/pki/ca.key", nil); err == nil || strings.Count(out, "No such file") != 2 {
+				t.Errorf("%s holds a CA key: %v\n%s", h, err, out)
 			}
 		}
 	})
@@ -529,12 +533,22 @@ func TestNodes(t *testing.T) {
 		}
 	})
 
+	// node01 is an etcd member and a worker: what a breakout there finds must
+	// not open etcd (issue 15, item 3).
+	t.Run("node01's keys open nothing in etcd", func(t *testing.T) { etcdAttackFromNode(t, l, "node01", "node02") })
+
 	l.bench.UnitMemoryKiB = l.unitMemory(hosts)
 
 	// --- reset node02 -------------------------------------------------------------------
 	t.Run("reset removes node02 from the cluster and leaves nothing behind", func(t *testing.T) {
 		start := time.Now()
-		out, err := l.ssh("node02", "kubeforge reset --force", nil)
+		// Only the control plane changes etcd's membership: remove node02's
+		// member there first.
+		out, err := l.ssh("master01", "kubeforge etcd remove-member node02", nil)
+		if err != nil || !strings.Contains(out, "removed member node02") {
+			t.Fatalf("etcd remove-member node02 on master01: %v\n%s", err, out)
+		}
+		out, err = l.ssh("node02", "kubeforge reset --force", nil)
 		l.bench.Reset = time.Since(start)
 		if err != nil {
 			t.Fatalf("reset: %v\n%s", err, out)
@@ -595,7 +609,15 @@ func TestNodes(t *testing.T) {
 
 	t.Run("node02 joins again", func(t *testing.T) {
 		start := time.Now()
-		out, err := l.ssh("node02", joinCmd, nil)
+		// node02's one-join credential was spent by its first join: a new
+		// hand-over from the control plane carries a new one.
+		up := l.must("master01", "kubeforge init phase upload-certs --config /root/kf/cluster.yaml --node-name master01")
+		km := regexp.MustCompile(`etcd certificate key \(for[^\n]*\n(?:\S+ )?([0-9a-f]{64})`).FindStringSubmatch(up)
+		if km == nil {
+			t.Fatalf("upload-certs printed no etcd certificate key:\n%s", up)
+		}
+		out, err := l.ssh("node02", fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s --etcd", endpoint, caHash), nil,
+			"KUBEFORGE_TOKEN="+token, "KUBEFORGE_CERTIFICATE_KEY="+km[1])
 		l.bench.Rejoin = time.Since(start)
 		if err != nil {
 			t.Fatalf("rejoin: %v\n%s", err, out)
