@@ -50,12 +50,16 @@ func (f *snapshotFlags) addDir(fs *pflag.FlagSet) {
 }
 
 func (f *snapshotFlags) addEtcd(fs *pflag.FlagSet) {
+	// A snapshot is etcd's whole keyspace, which with etcd authentication on
+	// only its administrator may read: by default the administrator
+	// certificate a control-plane host issues itself in memory from the etcd CA
+	// key (see clientTLS), unless --cert and --key name another.
 	def := etcd.ClientTLSFiles(rundata.DefaultCertDir)
-	f.tls = def
+	f.tls = etcd.TLSFiles{CA: def.CA}
 	fs.StringVar(&f.endpoint, "endpoint", fmt.Sprintf("https://127.0.0.1:%d", etcd.DefaultClientPort), "the etcd member to snapshot (host:port means https)")
 	fs.StringVar(&f.tls.CA, "cacert", def.CA, "etcd CA certificate")
-	fs.StringVar(&f.tls.Cert, "cert", def.Cert, "client certificate signed by the etcd CA")
-	fs.StringVar(&f.tls.Key, "key", def.Key, "client certificate's private key")
+	fs.StringVar(&f.tls.Cert, "cert", "", "client certificate of an etcd user with the root role (default: the administrator certificate issued in memory from the etcd CA key on a control-plane host)")
+	fs.StringVar(&f.tls.Key, "key", "", "that certificate's private key")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "how long the snapshot may take")
 }
 
@@ -101,7 +105,11 @@ func (f *snapshotFlags) save(ctx context.Context, out io.Writer) (string, error)
 	if !strings.Contains(ep, "://") {
 		ep = "https://" + ep
 	}
-	cli, err := snapshot.Connect(ep, f.tls)
+	tlsCfg, err := clientTLS(f.tls, rundata.DefaultCertDir, true)
+	if err != nil {
+		return "", fmt.Errorf("a snapshot needs etcd's administrator credential (run it on a control-plane host, or give --cert/--key of a root user): %w", err)
+	}
+	cli, err := snapshot.Connect(ep, tlsCfg)
 	if err != nil {
 		return "", err
 	}

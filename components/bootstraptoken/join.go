@@ -51,7 +51,9 @@ func (j JoinCommand) Worker() string { return j.command("", "") }
 func (j JoinCommand) WorkerEtcd() string { return j.command(j.etcdKeyOrPlaceholder(), " --etcd") }
 
 // ControlPlane joins another control-plane host.
-func (j JoinCommand) ControlPlane() string { return j.command(j.keyOrPlaceholder(), " --control-plane") }
+func (j JoinCommand) ControlPlane() string {
+	return j.command(j.keyOrPlaceholder(), " --control-plane")
+}
 
 func (j JoinCommand) etcdKeyOrPlaceholder() string {
 	if j.EtcdCertificateKey == "" {

@@ -344,7 +344,15 @@ func (r *run) runShowJoin(d workflow.RunData) error {
 				for _, m := range etcdHandoverHosts(data.Config(), data.Node().Name) {
 					names = append(names, m.Name)
 				}
-				if live, err := clusterinfo.EtcdUploadLive(ctx, cli, ekey, names); err != nil || !live {
+				live, err := clusterinfo.EtcdUploadLive(ctx, cli, ekey, names)
+				if err == nil && !live {
+					// Expired or replaced: on disk it only decrypts old copies.
+					if err := h.Remove(ctx, etcdCertificateKeyPath(data)); err != nil {
+						return err
+					}
+					data.Logger().Printf("removed %s: its upload has expired or was replaced", etcdCertificateKeyPath(data))
+				}
+				if err != nil || !live {
 					ekey = ""
 				}
 			}

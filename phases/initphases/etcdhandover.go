@@ -153,6 +153,10 @@ func (r *run) uploadEtcdMembers(data rundata.Data, alone bool) (string, error) {
 	if err := h.WriteFile(ctx, keyPath, []byte(key+"\n"), host.WriteOptions{Mode: 0o600, Secret: true}); err != nil {
 		return "", err
 	}
+	// Like the control-plane key: gone from the disk when the upload is gone.
+	if err := armEtcdCertificateKeyExpiry(ctx, h, keyPath, time.Now()); err != nil {
+		return "", err
+	}
 	log.Printf("stored the etcd member certificates of %s (no CA key) encrypted in Secret kube-system/%s; it is deleted in %s",
 		strings.Join(names, ", "), clusterinfo.EtcdMembersSecretName, clusterinfo.CertsTTL)
 	return key, nil

@@ -6,7 +6,8 @@ import (
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
-// EtcdBackupPhase schedules etcd backups on an etcd host, for init and join.
+// EtcdBackupPhase schedules etcd backups on a control-plane etcd host, for init
+// and join.
 // It runs after the overlay phase, which installs the kubeforge binary the
 // timer runs; with that phase skipped it installs the binary itself.
 func EtcdBackupPhase() workflow.Phase {
@@ -16,14 +17,16 @@ func EtcdBackupPhase() workflow.Phase {
 		Long: `Install the kubeforge binary as ` + snapshot.BinaryPath + ` (unless it is there), write ` + snapshot.ServiceName + ` (kubeforge etcd snapshot backup: save a snapshot
 of the local member, verify that it restores, keep the newest spec.etcd.backup.keep)
 and ` + snapshot.TimerName + ` (every spec.etcd.backup.schedule), create
-spec.etcd.backup.dir (0700) and enable and start the timer. Hosts without the etcd
-role skip the phase; an unchanged host reports "unchanged".`,
+spec.etcd.backup.dir (0700) and enable and start the timer. Only control-plane
+hosts with the etcd role run it: a snapshot reads etcd's whole keyspace, which
+only etcd's administrator may, and only a control-plane host (holding the etcd CA
+key) has that credential. An unchanged host reports "unchanged".`,
 		RunIf: func(d workflow.RunData) (bool, error) {
 			data, err := data(d, "etcd-backup")
 			if err != nil {
 				return false, err
 			}
-			return data.Node().HasRole(config.RoleEtcd), nil
+			return data.Node().HasRole(config.RoleEtcd) && data.Node().HasRole(config.RoleControlPlane), nil
 		},
 		Run: func(d workflow.RunData) error {
 			data, err := data(d, "etcd-backup")

@@ -61,7 +61,8 @@ func TestSecurity(t *testing.T) {
 	initOut := m.run("kubeforge init --config /root/kf/cluster.yaml --node-name master01 2>&1")
 	t.Logf("init took %s", time.Since(start).Round(10*time.Millisecond))
 	token := submatch(t, initOut, `KUBEFORGE_TOKEN=([a-z0-9]{6}\.[a-z0-9]{16}) kubeforge join `)
-	certKey := submatch(t, initOut, `KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join `)
+	certKey := submatch(t, initOut, `KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join \S+ --discovery-token-ca-cert-hash \S+ --control-plane`)
+	etcdKey := submatch(t, initOut, `KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join \S+ --discovery-token-ca-cert-hash \S+ --etcd`)
 	caHash := submatch(t, initOut, `--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64})`)
 	tokenID, tokenSecret, _ := strings.Cut(token, ".")
 	var workerJoin string
@@ -129,7 +130,7 @@ func TestSecurity(t *testing.T) {
 	}
 
 	t.Run("no token or certificate key where others can see it", func(t *testing.T) {
-		secrets := map[string]string{"join token secret": tokenSecret, "certificate key": certKey}
+		secrets := map[string]string{"join token secret": tokenSecret, "certificate key": certKey, "etcd certificate key": etcdKey}
 		// The output: only the printed join commands, which the operator asked for.
 		for _, line := range strings.Split(initOut, "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), "KUBEFORGE_TOKEN=") {
@@ -215,20 +216,24 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 
-	t.Run("the certificate key goes from the disk with its upload", func(t *testing.T) {
+	t.Run("the certificate keys go from the disk with their uploads", func(t *testing.T) {
 		m := m.with(t)
-		const keyFile = "/etc/kubernetes/pki/kubeforge-certificate-key"
-		if st := m.run("systemctl is-active kubeforge-certificate-key-expiry.timer; systemctl is-enabled kubeforge-certificate-key-expiry.timer"); st != "active\nenabled" {
-			t.Errorf("expiry timer: %q", st)
-		}
-		if next := m.run("systemctl show -p NextElapseUSecMonotonic --value kubeforge-certificate-key-expiry.timer"); next == "" || next == "0" || next == "infinity" {
-			t.Errorf("the timer is not armed: NextElapseUSecMonotonic=%q", next)
-		}
-		m.run("test -s " + keyFile)
-		// What the timer does when the two hours are over.
-		m.run("systemctl start kubeforge-certificate-key-expiry.service")
-		if out, err := m.try("test -e " + keyFile); err == nil {
-			t.Errorf("%s is still there after the expiry ran %s", keyFile, out)
+		for unit, keyFile := range map[string]string{
+			"kubeforge-certificate-key-expiry":      "/etc/kubernetes/pki/kubeforge-certificate-key",
+			"kubeforge-etcd-certificate-key-expiry": "/etc/kubernetes/pki/kubeforge-etcd-certificate-key",
+		} {
+			if st := m.run("systemctl is-active " + unit + ".timer; systemctl is-enabled " + unit + ".timer"); st != "active\nenabled" {
+				t.Errorf("%s.timer: %q", unit, st)
+			}
+			if next := m.run("systemctl show -p NextElapseUSecMonotonic --value " + unit + ".timer"); next == "" || next == "0" || next == "infinity" {
+				t.Errorf("%s.timer is not armed: NextElapseUSecMonotonic=%q", unit, next)
+			}
+			m.run("test -s " + keyFile)
+			// What the timer does when the two hours are over.
+			m.run("systemctl start " + unit + ".service")
+			if out, err := m.try("test -e " + keyFile); err == nil {
+				t.Errorf("%s is still there after %s ran %s", keyFile, unit, out)
+			}
 		}
 	})
 

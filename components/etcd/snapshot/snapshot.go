@@ -210,12 +210,9 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 }
 
 // Connect is the one place this package builds an etcd client: one endpoint,
-// with the administrative client identity `kubeforge etcd status` uses.
-func Connect(endpoint string, files etcd.TLSFiles) (*clientv3.Client, error) {
-	tlsCfg, err := files.Config(etcd.LocalRead)
-	if err != nil {
-		return nil, err
-	}
+// with tlsCfg, which must be an etcd user with the root role (with etcd
+// authentication on, only the administrator may take a snapshot).
+func Connect(endpoint string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	return connectTLS(endpoint, tlsCfg)
 }
 
