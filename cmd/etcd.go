@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/phases/rundata"
@@ -44,6 +45,28 @@ func clientTLS(files etcd.TLSFiles, certDir string, needAdmin bool) (*tls.Config
 	return def.Config(etcd.LocalRead)
 }
 
+// clusterStatus connects to the endpoints (host:port means https) and reads
+// the cluster's members and their health; the caller closes the client.
+func clusterStatus(ctx context.Context, endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, *etcd.ClusterStatus, error) {
+	eps := make([]string, 0, len(endpoints))
+	for _, e := range endpoints {
+		if !strings.Contains(e, "://") {
+			e = "https://" + e
+		}
+		eps = append(eps, e)
+	}
+	cli, err := etcd.NewClient(eps, tlsCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := etcd.GetClusterStatus(ctx, cli, tlsCfg)
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	return cli, st, nil
+}
+
 func newEtcdRemoveMemberCmd() *cobra.Command {
 	var (
 		endpoints []string
@@ -68,24 +91,13 @@ would remove the last voting member (--force overrides the quorum check).`,
 			if err != nil {
 				return fmt.Errorf("remove-member needs etcd's administrator credential: %w", err)
 			}
-			eps := make([]string, 0, len(endpoints))
-			for _, e := range endpoints {
-				if !strings.Contains(e, "://") {
-					e = "https://" + e
-				}
-				eps = append(eps, e)
-			}
-			cli, err := etcd.NewClient(eps, tlsCfg)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			cli, st, err := clusterStatus(ctx, endpoints, tlsCfg)
 			if err != nil {
 				return err
 			}
 			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			st, err := etcd.GetClusterStatus(ctx, cli, tlsCfg)
-			if err != nil {
-				return err
-			}
 			var id uint64
 			for _, m := range st.Members {
 				if m.Name == name {
@@ -147,28 +159,17 @@ and database details.`,
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
 			}
-			eps := make([]string, 0, len(endpoints))
-			for _, e := range endpoints {
-				if !strings.Contains(e, "://") {
-					e = "https://" + e
-				}
-				eps = append(eps, e)
-			}
 			tlsCfg, err := clientTLS(files, rundata.DefaultCertDir, false)
 			if err != nil {
 				return err
 			}
-			cli, err := etcd.NewClient(eps, tlsCfg)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			cli, st, err := clusterStatus(ctx, endpoints, tlsCfg)
 			if err != nil {
 				return err
 			}
 			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			st, err := etcd.GetClusterStatus(ctx, cli, tlsCfg)
-			if err != nil {
-				return err
-			}
 			if output == "json" {
 				err = st.WriteJSON(cmd.OutOrStdout())
 			} else {

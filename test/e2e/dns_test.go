@@ -154,23 +154,7 @@ func TestDNS(t *testing.T) {
 	for _, h := range s.Hosts {
 		l.addr[h.Name] = h.Address
 	}
-	cluster, err := os.ReadFile(s.Paths().ClusterConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(kubeforgeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hosts {
-		if out, err := l.ssh(h, "cat > /usr/local/bin/kubeforge.tmp && chmod 0755 /usr/local/bin/kubeforge.tmp && mv /usr/local/bin/kubeforge.tmp /usr/local/bin/kubeforge", bin); err != nil {
-			t.Fatalf("copying kubeforge to %s: %v\n%s", h, err, out)
-		}
-		if out, err := l.ssh(h, "mkdir -p /root/kf && cat > /root/kf/cluster.yaml", cluster); err != nil {
-			t.Fatalf("copying the cluster config to %s: %v\n%s", h, err, out)
-		}
-		l.must(h, "kubeforge preflight --config /root/kf/cluster.yaml --node-name "+h+" --fix")
-	}
+	l.prepare(hosts...)
 
 	initCluster := func() string {
 		t.Helper()
@@ -311,6 +295,10 @@ func TestDNS(t *testing.T) {
 
 	t.Run("a changed configuration rolls the Deployment", func(t *testing.T) {
 		before := l.kubectl("-n kube-system get deploy coredns -o jsonpath='{.spec.template.metadata.annotations.kubeforge\\.io/coredns-config-sha256}'")
+		cluster, err := os.ReadFile(s.Paths().ClusterConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg, err := config.Decode(cluster)
 		if err != nil {
 			t.Fatal(err)

@@ -54,6 +54,30 @@ func (l *nodesLab) ssh(host, cmd string, stdin []byte, env ...string) (string, e
 	return out.String(), err
 }
 
+// prepare does on each host what the README's first step does: kubeforge and
+// the lab's cluster configuration on the host, then preflight --fix. The
+// configuration is only for preflight: join gets it from the cluster.
+func (l *nodesLab) prepare(hosts ...string) {
+	l.t.Helper()
+	cluster, err := os.ReadFile(l.s.Paths().ClusterConfig)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	bin, err := os.ReadFile(kubeforgeBin)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if out, err := l.ssh(h, "cat > /usr/local/bin/kubeforge.tmp && chmod 0755 /usr/local/bin/kubeforge.tmp && mv /usr/local/bin/kubeforge.tmp /usr/local/bin/kubeforge", bin); err != nil {
+			l.t.Fatalf("copying kubeforge to %s: %v\n%s", h, err, out)
+		}
+		if out, err := l.ssh(h, "mkdir -p /root/kf && cat > /root/kf/cluster.yaml", cluster); err != nil {
+			l.t.Fatalf("copying the cluster config to %s: %v\n%s", h, err, out)
+		}
+		l.must(h, "kubeforge preflight --config /root/kf/cluster.yaml --node-name "+h+" --fix")
+	}
+}
+
 // controlPlaneJournals is what master01's approver, controller-manager and
 // apiserver said lately: a join that fails waiting for the control plane is
 // explained by them, and the lab is gone once the test ends.
@@ -256,25 +280,7 @@ func TestNodes(t *testing.T) {
 	for _, h := range s.Hosts {
 		l.addr[h.Name] = h.Address
 	}
-	cluster, err := os.ReadFile(s.Paths().ClusterConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(kubeforgeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hosts {
-		if out, err := l.ssh(h, "cat > /usr/local/bin/kubeforge.tmp && chmod 0755 /usr/local/bin/kubeforge.tmp && mv /usr/local/bin/kubeforge.tmp /usr/local/bin/kubeforge", bin); err != nil {
-			t.Fatalf("copying kubeforge to %s: %v\n%s", h, err, out)
-		}
-		// The configuration is only for `kubeforge preflight --fix`, the documented
-		// first step on every host; join itself gets it from the cluster.
-		if out, err := l.ssh(h, "mkdir -p /root/kf && cat > /root/kf/cluster.yaml", cluster); err != nil {
-			t.Fatalf("copying the cluster config to %s: %v\n%s", h, err, out)
-		}
-		l.must(h, "kubeforge preflight --config /root/kf/cluster.yaml --node-name "+h+" --fix")
-	}
+	l.prepare(hosts...)
 
 	// --- init -------------------------------------------------------------------------
 	initStart := time.Now()
