@@ -45,8 +45,15 @@ func TestEnsureBundleWithRealContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, d.Log())
 	}
-	if len(res.Imported) != 2 || len(res.Unchanged) != 0 || len(logged) != 2 {
-		t.Fatalf("first run: %+v", res)
+	// Every image archive the bundle lists, whatever their number.
+	want := 0
+	for _, f := range b.Manifest.Files {
+		if strings.HasPrefix(f.Path, "images/") && strings.HasSuffix(f.Path, ".tar") {
+			want++
+		}
+	}
+	if len(res.Imported) != want || len(res.Unchanged) != 0 || len(logged) != want {
+		t.Fatalf("first run, %d images in the bundle: %+v", want, res)
 	}
 	list, err := images.List(ctx, d.Client, d.Snapshotter)
 	if err != nil {
@@ -72,7 +79,7 @@ func TestEnsureBundleWithRealContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Changed() || len(res.Unchanged) != 2 {
+	if res.Changed() || len(res.Unchanged) != want {
 		t.Errorf("second run: %+v", res)
 	}
 
