@@ -38,6 +38,9 @@ func Lifecycle(t *testing.T, h host.Host) {
 			u.Disable(ctx, n)
 			u.RemoveUnit(ctx, n)
 		}
+		// The broken unit's failure outlives its file: without this the host
+		// stays "degraded" after the test.
+		h.Run(ctx, host.Cmd{Argv: []string{"systemctl", "reset-failed", broken}})
 	})
 
 	// The shell lingers before it execs sleep, so "running" (systemd has forked)
