@@ -35,7 +35,7 @@ const (
 	// CertsTTL is how long the uploaded certificates live (kubeadm's 2 h).
 	CertsTTL = 2 * time.Hour
 	// CertsTokenDescription marks the token that only carries the TTL.
-	CertsTokenDescription = "kubeforge: proxy for managing the TTL of the kubeforge-certs Secret"
+	CertsTokenDescription = "kubeforge: proxy for managing the TTL of the " + CertsSecretName + " Secret"
 
 	// EncryptionConfigKey is the bundle entry of the apiserver's encryption
 	// configuration: every apiserver of a cluster needs the same key, or Secrets
@@ -118,6 +118,12 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, key string, files 
 	return uploadSecret(ctx, c, CertsSecretName, CertsRole, map[string][]byte{CertsKey: blob})
 }
 
+// ttlTokenDescription is the description of the token that carries the TTL of
+// Secret kube-system/name.
+func ttlTokenDescription(name string) string {
+	return "kubeforge: proxy for managing the TTL of the " + name + " Secret"
+}
+
 // uploadSecret stores data in kube-system/name with a two-hour life (see
 // UploadCerts), readable by joining hosts through role.
 func uploadSecret(ctx context.Context, c kubernetes.Interface, name, role string, data map[string][]byte) error {
@@ -131,7 +137,9 @@ func uploadSecret(ctx context.Context, c kubernetes.Interface, name, role string
 	} else if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading kube-system/%s: %w", name, err)
 	}
-	tok, err := bootstraptoken.Generate(CertsTTL, CertsTokenDescription)
+	// Each upload's carrier names its own Secret: `token list` then says
+	// which upload a token keeps alive.
+	tok, err := bootstraptoken.Generate(CertsTTL, ttlTokenDescription(name))
 	if err != nil {
 		return err
 	}

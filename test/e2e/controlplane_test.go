@@ -201,13 +201,13 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 		m := m.with(t)
 		m.run(kubectl + "create secret generic e2e-canary --from-literal=password=e2e-plaintext-canary")
 		raw := m.run("/opt/kubeforge/bundle/bin/etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt " +
-			"--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key " +
+			"--cert /etc/kubernetes/pki/apiserver-etcd-client.crt --key /etc/kubernetes/pki/apiserver-etcd-client.key " +
 			"get /registry/secrets/default/e2e-canary --print-value-only | head -c 26")
 		if raw != "k8s:enc:secretbox:v1:key1:" {
 			t.Errorf("raw etcd value starts %q, want k8s:enc:secretbox:v1:key1:", raw)
 		}
 		if strings.Contains(m.run("/opt/kubeforge/bundle/bin/etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt "+
-			"--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key "+
+			"--cert /etc/kubernetes/pki/apiserver-etcd-client.crt --key /etc/kubernetes/pki/apiserver-etcd-client.key "+
 			"get /registry/secrets/default/e2e-canary --print-value-only | base64 -w0"), "ZTJlLXBsYWludGV4dC1jYW5hcnk") {
 			t.Error("the secret's value is in etcd in clear")
 		}
@@ -294,9 +294,13 @@ systemd-run --unit kf-e2e-port-holder perl /root/hold.pl && for i in $(seq 50); 
 		if list := m.run(kf + " token list"); strings.Contains(list, id) {
 			t.Errorf("token %s still listed after delete:\n%s", id, list)
 		}
-		// Exactly one upload TTL token is left: the rotation dropped the old one.
-		if n := strings.Count(m.run(kf+" token list"), "kubeforge-certs"); n != 1 {
-			t.Errorf("%d upload tokens listed, want 1", n)
+		// Exactly one upload TTL token of each hand-over is left: the rotation
+		// dropped the old ones.
+		list := m.run(kf + " token list")
+		for _, secret := range []string{"kubeforge-certs", "kubeforge-etcd-members"} {
+			if n := strings.Count(list, "TTL of the "+secret+" Secret"); n != 1 {
+				t.Errorf("%d upload tokens of %s listed, want 1:\n%s", n, secret, list)
+			}
 		}
 	})
 }

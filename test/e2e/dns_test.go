@@ -361,7 +361,9 @@ func TestDNS(t *testing.T) {
 		oldUID := l.kubectl("-n kube-system get deploy coredns -o jsonpath={.metadata.uid}")
 		// node01 leaves etcd first; master01 is then its last member, whose
 		// removal (the cluster's data) must be asked for.
-		for _, c := range []struct{ host, cmd string }{{"node01", "kubeforge reset --force"}, {"master01", "kubeforge reset phase etcd --force --force-etcd-removal && kubeforge reset --force"}} {
+		// Only the control plane may change etcd's membership: it removes
+		// node01's member first.
+		for _, c := range []struct{ host, cmd string }{{"master01", "kubeforge etcd remove-member node01"}, {"node01", "kubeforge reset --force"}, {"master01", "kubeforge reset phase etcd --force --force-etcd-removal && kubeforge reset --force"}} {
 			if out, err := l.ssh(c.host, c.cmd, nil); err != nil {
 				t.Fatalf("reset %s: %v\n%s", c.host, err, out)
 			}

@@ -244,6 +244,7 @@ func TestSecurity(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.Spec.Etcd.DataDir = "/var"
+		cfg.Spec.Etcd.Backup.Dir = "/srv/kubeforge-etcd-snapshots" // not inside the refused data dir
 		n.putConfig(cfg, "/root/kf/datadir-var.yaml")
 		n.run("ln -sfn /etc /root/kf/pki-link")
 		before := n.checksums()
@@ -274,6 +275,8 @@ func TestSecurity(t *testing.T) {
 		}
 		// The real reset removes the directory kubeforge created and marked.
 		n.run("test -e /etc/kubernetes/.kubeforge-created && test -e /etc/kubernetes/pki/.kubeforge-created")
+		// node01 is an etcd member: only the control plane may remove it.
+		m.with(t).run("kubeforge etcd remove-member node01")
 		if out, err := n.try("kubeforge reset --force"); err != nil {
 			t.Fatalf("reset: %v\n%s", err, out)
 		}

@@ -239,8 +239,13 @@ func throwawayPKI(dir string) (etcd.TLSFiles, *tls.Config, error) {
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	tpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "kubeforge snapshot verify"},
+		SerialNumber: serial,
+		// CN root: a snapshot of a cluster with etcd authentication on carries
+		// its auth store, and the throwaway etcd then checks every request
+		// against it; the client certificate's CN is the etcd user, and only
+		// root may read every key. The certificate is trusted by this
+		// throwaway member alone (its own one-time CA), never by the cluster.
+		Subject:               pkix.Name{CommonName: "root"},
 		NotBefore:             time.Now().Add(-time.Minute),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
