@@ -209,7 +209,7 @@ func (s *ClusterStatus) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%t\t%d\t%d\t%s\t%s\t%s\n",
 			m.IDHex, name, first(m.ClientURLs), m.IsLearner, m.IsLeader, m.Healthy,
-			m.RaftTerm, m.RaftIndex, humanBytes(m.DBSize), m.Version, m.Error)
+			m.RaftTerm, m.RaftIndex, HumanBytes(m.DBSize), m.Version, m.Error)
 	}
 	return tw.Flush()
 }
@@ -228,7 +228,8 @@ func first(s []string) string {
 	return s[0]
 }
 
-func humanBytes(n int64) string {
+// HumanBytes renders a size as "1.4 MiB" (IEC units); "-" for none.
+func HumanBytes(n int64) string {
 	if n <= 0 {
 		return "-"
 	}

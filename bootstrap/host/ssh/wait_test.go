@@ -51,15 +51,7 @@ func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
 // receive takes one value from ch, waiting at most d.
 func receive[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("no %s within %s", what, d)
-		panic("unreachable")
-	}
+	return within(t, d, "receiving "+what, func() T { return <-ch })
 }
 
 // pollUntil polls cond every 25ms for at most d; lastErr, if cond sets it, goes

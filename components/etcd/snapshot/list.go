@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"text/tabwriter"
+
+	"github.com/kubeforge/kubeforge/components/etcd"
 )
 
 // Entry is one of kubeforge's snapshots in a directory.
@@ -89,20 +91,7 @@ func WriteTable(w io.Writer, ents []Entry) error {
 	for _, e := range ents {
 		s := e.Sidecar
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.Path, s.Time.UTC().Format("2006-01-02T15:04:05Z"),
-			s.Revision, humanBytes(s.Size), len(s.Members), s.KubernetesVersion, s.EtcdVersion)
+			s.Revision, etcd.HumanBytes(s.Size), len(s.Members), s.KubernetesVersion, s.EtcdVersion)
 	}
 	return tw.Flush()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
