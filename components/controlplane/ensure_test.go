@@ -266,3 +266,46 @@ func TestRemoveUndoesEnsure(t *testing.T) {
 		t.Errorf("second Remove changed %v", ch)
 	}
 }
+
+// TestWaitRidesOutARestart: a Restart=always unit that crashed is inactive
+// (dead) for a moment while systemd runs its restart job; the wait must not read
+// that moment as "stopped for good" (it failed init on a loaded CI machine when
+// kube-controller-manager lost its leader lease and restarted). A unit that
+// stays down past the grace does fail the wait, naming how long it was down.
+func TestWaitRidesOutARestart(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		downFor  int32 // probes the unit stays inactive; -1 = for good
+		wantFail bool
+	}{
+		{"restarts", 20, false},
+		{"stays down", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newFakeHost()
+			unit := ControllerManager + ".service"
+			h.Units().WriteUnit(context.Background(), unit, []byte("[Service]\n"))
+			var probes atomic.Int32
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := probes.Add(1)
+				if tc.downFor >= 0 && n > tc.downFor {
+					h.Units().Start(r.Context(), unit)
+					fmt.Fprint(w, "ok")
+					return
+				}
+				http.Error(w, "connection refused", http.StatusServiceUnavailable)
+			}))
+			defer srv.Close()
+			c := Component{Name: ControllerManager, HealthURL: srv.URL + "/healthz"}
+			_, err := Wait(context.Background(), WaitOptions{Host: h, Components: []Component{c},
+				Interval: time.Millisecond, Timeout: 20 * time.Second, DownGrace: 300 * time.Millisecond,
+				Transport: srv.Client().Transport})
+			switch {
+			case tc.wantFail && (err == nil || !strings.Contains(err.Error(), "has not restarted for")):
+				t.Errorf("a unit down for good: %v", err)
+			case !tc.wantFail && err != nil:
+				t.Errorf("a unit inactive for %d probes failed the wait: %v", tc.downFor, err)
+			}
+		})
+	}
+}

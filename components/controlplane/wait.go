@@ -27,7 +27,10 @@ type WaitOptions struct {
 	// wait early; 3 when zero. A daemon that keeps exiting will not get healthy by
 	// waiting longer, and its journal says why.
 	CrashLimit int
-	Logf       func(format string, a ...any)
+	// DownGrace is how long a unit may be inactive before the wait gives up
+	// on it (15s when zero; longer than the units' RestartSec of 5s).
+	DownGrace time.Duration
+	Logf      func(format string, a ...any)
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -46,6 +49,8 @@ type probe struct {
 	lastErr error
 	crashes int
 	lastSub string
+	// downSince is when the unit was first seen inactive or failed in a row.
+	downSince time.Time
 }
 
 // Wait polls every component's health endpoint (the apiserver's /readyz,
@@ -64,6 +69,9 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 	}
 	if o.CrashLimit == 0 {
 		o.CrashLimit = 3
+	}
+	if o.DownGrace == 0 {
+		o.DownGrace = 15 * time.Second
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -110,7 +118,7 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 				p.lastErr = err
 			}
 			pending++
-			if err := p.watchUnit(ctx, o.Host, o.CrashLimit); err != nil {
+			if err := p.watchUnit(ctx, o.Host, o.CrashLimit, o.DownGrace); err != nil {
 				return res, fmt.Errorf("%w%s", err, journalTail(ctx, o.Host, p.c.UnitName(), 25))
 			}
 		}
@@ -177,7 +185,15 @@ func (p *probe) check(ctx context.Context) error {
 
 // watchUnit counts the unit's crashes (entries into systemd's auto-restart state)
 // and fails once there are too many, or when the unit has stopped for good.
-func (p *probe) watchUnit(ctx context.Context, h host.Host, limit int) error {
+//
+// "Stopped for good" means inactive (or failed) for longer than grace: between a
+// crash and systemd's automatic restart a Restart=always unit passes through
+// inactive (dead) while its restart job runs (the journal says "Scheduled
+// restart job", "Stopped", "Started"), and on a loaded host a poll can land
+// there. A kube-controller-manager that lost its leader lease to a slow
+// apiserver exits by design and restarts that way; reading that moment as
+// "not starting" failed init on a busy CI machine.
+func (p *probe) watchUnit(ctx context.Context, h host.Host, limit int, grace time.Duration) error {
 	if h == nil {
 		return nil
 	}
@@ -195,7 +211,14 @@ func (p *probe) watchUnit(ctx context.Context, h host.Host, limit int) error {
 	case st.LoadState == "not-found":
 		return fmt.Errorf("%s does not exist on %s (run `kubeforge init phase control-plane`)", p.c.UnitName(), h.Name())
 	case st.ActiveState == "inactive" || st.ActiveState == "failed":
-		return fmt.Errorf("%s is %s (%s), not starting", p.c.UnitName(), st.ActiveState, st.SubState)
+		if p.downSince.IsZero() {
+			p.downSince = time.Now()
+		}
+		if down := time.Since(p.downSince); down >= grace {
+			return fmt.Errorf("%s is %s (%s) and has not restarted for %s, not starting", p.c.UnitName(), st.ActiveState, st.SubState, round(down))
+		}
+		return nil
 	}
+	p.downSince = time.Time{}
 	return nil
 }
