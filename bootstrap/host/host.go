@@ -152,6 +152,10 @@ type UnitStatus struct {
 	SubState    string // running, dead, exited ...
 	Enabled     string // enabled, disabled, static ... ("" when unknown)
 	MainPID     int
+	// JobQueued: systemd has a job queued for the unit (a start waiting for
+	// the units it is ordered after, or the restart of a crashed service), so
+	// "inactive" is on its way to something else.
+	JobQueued bool
 }
 
 // Active reports whether the unit is active.

@@ -186,11 +186,12 @@ func (p *probe) check(ctx context.Context) error {
 // watchUnit counts the unit's crashes (entries into systemd's auto-restart state)
 // and fails once there are too many, or when the unit has stopped for good.
 //
-// "Stopped for good" means inactive (or failed) for longer than grace: between a
-// crash and systemd's automatic restart a Restart=always unit passes through
-// inactive (dead) while its restart job runs (the journal says "Scheduled
-// restart job", "Stopped", "Started"), and on a loaded host a poll can land
-// there. A kube-controller-manager that lost its leader lease to a slow
+// "Stopped for good" means inactive (or failed), with no job queued, for longer
+// than grace: between a crash and systemd's automatic restart a Restart=always
+// unit passes through inactive (dead) while its restart job runs (the journal
+// says "Scheduled restart job", "Stopped", "Started"), and a start job can wait
+// behind the units it is ordered after (the controller-manager after a slow
+// apiserver); on a loaded host a poll can land in either. A kube-controller-manager that lost its leader lease to a slow
 // apiserver exits by design and restarts that way; reading that moment as
 // "not starting" failed init on a busy CI machine.
 func (p *probe) watchUnit(ctx context.Context, h host.Host, limit int, grace time.Duration) error {
@@ -210,7 +211,7 @@ func (p *probe) watchUnit(ctx context.Context, h host.Host, limit int, grace tim
 		return fmt.Errorf("%s exited %d times while starting (last health check: %v)", p.c.UnitName(), p.crashes, p.lastErr)
 	case st.LoadState == "not-found":
 		return fmt.Errorf("%s does not exist on %s (run `kubeforge init phase control-plane`)", p.c.UnitName(), h.Name())
-	case st.ActiveState == "inactive" || st.ActiveState == "failed":
+	case (st.ActiveState == "inactive" || st.ActiveState == "failed") && !st.JobQueued:
 		if p.downSince.IsZero() {
 			p.downSince = time.Now()
 		}

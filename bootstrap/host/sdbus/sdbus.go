@@ -321,6 +321,7 @@ func (u *Units) Status(ctx context.Context, name string) (host.UnitStatus, error
 	st.ActiveState = propString(props, "ActiveState")
 	st.SubState = propString(props, "SubState")
 	st.Enabled = propString(props, "UnitFileState")
+	st.JobQueued = jobQueued(props["Job"])
 	if strings.HasSuffix(name, ".service") && st.LoadState == "loaded" {
 		p, err := c.GetServicePropertyContext(ctx, name, "MainPID")
 		if err != nil {
@@ -329,6 +330,17 @@ func (u *Units) Status(ctx context.Context, name string) (host.UnitStatus, error
 		st.MainPID = variantInt(p.Value)
 	}
 	return st, nil
+}
+
+// jobQueued reads the unit's Job property, a (job id, object path) pair
+// whose id is 0 when no job is queued.
+func jobQueued(v any) bool {
+	if pair, ok := v.([]any); ok && len(pair) > 0 {
+		if id, ok := pair[0].(uint32); ok {
+			return id != 0
+		}
+	}
+	return false
 }
 
 // Journal returns the unit's last n journal lines, oldest first. journalctl is used

@@ -31,9 +31,11 @@ func Lifecycle(t *testing.T, h host.Host) {
 	id := hex.EncodeToString(b)
 	name := "kubeforge-e2e-" + id + ".service"
 	broken := "kubeforge-e2e-broken-" + id + ".service"
+	gate := "kubeforge-e2e-gate-" + id + ".service"
+	waiter := "kubeforge-e2e-waiter-" + id + ".service"
 	t.Cleanup(func() {
 		ctx := context.Background()
-		for _, n := range []string{name, broken} {
+		for _, n := range []string{name, broken, gate, waiter} {
 			u.Stop(ctx, n)
 			u.Disable(ctx, n)
 			u.RemoveUnit(ctx, n)
@@ -139,11 +141,63 @@ func Lifecycle(t *testing.T, h host.Host) {
 			t.Fatalf("after RemoveUnit(%s): %+v, %v", n, st, err)
 		}
 	}
+	queuedJob(ctx, t, u, gate, waiter)
+
 	if err := u.Stop(ctx, "kubeforge-e2e-never-"+id+".service"); err != nil {
 		t.Fatalf("stop of a unit that never existed: %v", err)
 	}
 	if err := u.Disable(ctx, "kubeforge-e2e-never-"+id+".service"); err != nil {
 		t.Fatalf("disable of a unit that never existed: %v", err)
+	}
+}
+
+// queuedJob: a unit whose start job waits behind the unit it is ordered after
+// is inactive (dead) with a job queued, and Status says so (JobQueued), so
+// that health waits can tell "on its way" from "stopped for good".
+func queuedJob(ctx context.Context, t *testing.T, u host.Units, gate, waiter string) {
+	t.Helper()
+	// The gate's start job lasts until the gate is stopped: a oneshot whose
+	// ExecStart does not end.
+	if _, err := u.WriteUnit(ctx, gate, []byte("[Service]\nType=oneshot\nExecStart=/bin/sleep 3600\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.WriteUnit(ctx, waiter, []byte("[Unit]\nAfter="+gate+"\n[Service]\nExecStart=/bin/sleep 3600\n")); err != nil {
+		t.Fatal(err)
+	}
+	gateDone, waiterDone := make(chan error, 1), make(chan error, 1)
+	go func() { gateDone <- u.Start(ctx, gate) }()
+	var st host.UnitStatus
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		st, _ = u.Status(ctx, gate)
+		return st.ActiveState == "activating", nil
+	}); err != nil {
+		t.Fatalf("%s did not start activating within 30s: %+v", gate, st)
+	}
+	go func() { waiterDone <- u.Start(ctx, waiter) }()
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		st, _ = u.Status(ctx, waiter)
+		return st.JobQueued, nil
+	}); err != nil {
+		t.Fatalf("status of %s, whose start waits behind %s: %+v; want JobQueued", waiter, gate, st)
+	}
+	if st.Active() {
+		t.Fatalf("%s is active while its start job waits: %+v", waiter, st)
+	}
+	if err := u.Stop(ctx, gate); err != nil {
+		t.Fatal(err)
+	}
+	<-gateDone // cancelled by the stop: its result does not matter
+	if err := <-waiterDone; err != nil {
+		t.Fatalf("start of %s after %s stopped: %v", waiter, gate, err)
+	}
+	if st, _ = u.Status(ctx, waiter); !st.Active() || st.JobQueued {
+		t.Fatalf("%s after its start job ran: %+v", waiter, st)
+	}
+	for _, n := range []string{waiter, gate} {
+		u.Stop(ctx, n)
+		if err := u.RemoveUnit(ctx, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
