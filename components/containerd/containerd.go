@@ -10,7 +10,6 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/install"
 )
 
@@ -119,7 +119,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -144,12 +144,12 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	switch {
 	case !st.Active():
 		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, startError(ctx, h, err)
+			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 5))
 		}
 		started = true
 	case daemonChanged:
 		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, startError(ctx, h, err)
+			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 5))
 		}
 		started = true
 	}
@@ -185,33 +185,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// startError adds the unit's last journal lines: "job failed" alone says nothing.
-func startError(ctx context.Context, h host.Host, err error) error {
-	lines, _ := h.Units().Journal(ctx, UnitName, 5)
-	msg := fmt.Sprintf("%s: starting %s: %v", h.Name(), UnitName, err)
-	for _, l := range lines {
-		msg += "\n  " + l
-	}
-	return fmt.Errorf("%s", msg)
-}
-
-// writeIfChanged writes a file only when its content or mode differs.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode os.FileMode) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)
-	}
-	if err := h.WriteFile(ctx, p, data, host.WriteOptions{Mode: mode}); err != nil {
-		return false, fmt.Errorf("%s: writing %s: %w", h.Name(), p, err)
-	}
-	return true, nil
 }
 
 func verifyCNI(bundleDir string) error {

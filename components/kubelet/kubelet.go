@@ -6,7 +6,6 @@
 package kubelet
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/install"
 )
@@ -187,7 +187,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	}
 	changed = bins.Changed()
 	for _, f := range creds {
-		ch, err := writeIfChanged(ctx, h, f.path, f.data, f.mode, f.secret)
+		ch, err := component.WriteIfChanged(ctx, h, f.path, f.data, f.mode, f.secret)
 		if err != nil {
 			return Result{}, err
 		}
@@ -197,7 +197,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		changed = changed || ch
 	}
 	// 0600 (CIS 4.1.9): only the kubelet, which runs as root, reads it.
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -216,12 +216,12 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	switch {
 	case !st.Active():
 		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, unitError(ctx, h, "starting", err)
+			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 8))
 		}
 		started = true
 	case cfgChanged || unitChanged || bins.Changed():
 		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, unitError(ctx, h, "restarting", err)
+			return Result{}, fmt.Errorf("%s: restarting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 8))
 		}
 		started = true
 	}
@@ -333,26 +333,4 @@ func (o *Options) waitClientCert(ctx context.Context) (time.Duration, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func unitError(ctx context.Context, h host.Host, verb string, err error) error {
-	lines, _ := h.Units().Journal(ctx, UnitName, 8)
-	return fmt.Errorf("%s: %s %s: %v\n  %s", h.Name(), verb, UnitName, err, strings.Join(lines, "\n  "))
-}
-
-// writeIfChanged writes a file only when its content or mode differs.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode fs.FileMode, secret bool) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)
-	}
-	if err := h.WriteFile(ctx, p, data, host.WriteOptions{Mode: mode, Secret: secret}); err != nil {
-		return false, fmt.Errorf("%s: writing %s: %w", h.Name(), p, err)
-	}
-	return true, nil
 }

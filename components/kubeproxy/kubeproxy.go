@@ -10,7 +10,6 @@
 package kubeproxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -19,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -35,6 +33,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/install"
 )
@@ -90,18 +89,11 @@ func RenderConfig(o ConfigOptions) ([]byte, error) {
 
 // Unit is kube-proxy.service (loads on systemd 219).
 func Unit(binDir string, extra map[string]string) ([]byte, error) {
-	keys := make([]string, 0, len(extra))
-	for k, v := range extra {
-		if k == "" || strings.ContainsAny(k, " \t\n\"'\\=") || strings.ContainsAny(v, " \t\n\"'\\%$") {
-			return nil, fmt.Errorf("kube-proxy flag --%s=%q: names and values must be plain words", k, v)
-		}
-		keys = append(keys, k)
+	flags, err := component.FlagArgs("kube-proxy", extra)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(keys)
-	exec := binDir + "/kube-proxy --config=" + ConfigPath
-	for _, k := range keys {
-		exec += " --" + k + "=" + extra[k]
-	}
+	exec := component.ExecStart(binDir+"/kube-proxy", append([]string{"--config=" + ConfigPath}, flags...))
 	return []byte(`# kube-proxy, written by kubeforge. Settings: ` + ConfigPath + `
 [Unit]
 Description=Kubernetes network proxy (kube-proxy)
@@ -110,7 +102,7 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-ExecStart=` + exec + `
+` + exec + `
 Restart=always
 RestartSec=5
 StartLimitInterval=0
@@ -236,7 +228,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		o.Logf("wrote %s (%s)", kcPath, o.Credentials.Describe())
 		changed = true
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -302,21 +294,6 @@ func waitRules(ctx context.Context, h host.Host, timeout time.Duration) (time.Du
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// writeIfChanged writes p (0600: only kube-proxy, as root, reads it) unless it
-// already has this content and mode.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == 0o600 {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, err
-	}
-	return true, h.WriteFile(ctx, p, data, host.WriteOptions{Mode: 0o600})
 }
 
 // ValidKubeconfig reports whether data is a kube-proxy kubeconfig whose client

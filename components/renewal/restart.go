@@ -12,6 +12,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
 )
@@ -261,7 +262,7 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 			select {
 			case err := <-job:
 				if err != nil {
-					return 0, fmt.Errorf("restart job: %w%s", err, journalTail(ctx, h, u))
+					return 0, fmt.Errorf("restart job: %w%s", err, component.JournalTail(ctx, h, u, 25))
 				}
 				job, jobDone = nil, true
 			default:
@@ -280,12 +281,12 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 			lastSub = st.SubState
 			switch {
 			case crashes >= crashLimit:
-				return 0, fmt.Errorf("it exited %d times since the restart (last health check: %v)%s", crashes, lastErr, journalTail(ctx, h, u))
+				return 0, fmt.Errorf("it exited %d times since the restart (last health check: %v)%s", crashes, lastErr, component.JournalTail(ctx, h, u, 25))
 			// Inactive is a passing state during a restart; only once the new
 			// process existed, or the job ended, does it mean the unit stopped.
 			case st.ActiveState == "failed" || (newPID != 0 || jobDone) && st.ActiveState == "inactive" && st.SubState != "auto-restart":
-				return 0, fmt.Errorf("it is %s (%s) after the restart%s", st.ActiveState, st.SubState, journalTail(ctx, h, u))
-			case st.MainPID != 0 && st.MainPID != oldPID && (st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading"):
+				return 0, fmt.Errorf("it is %s (%s) after the restart%s", st.ActiveState, st.SubState, component.JournalTail(ctx, h, u, 25))
+			case st.MainPID != 0 && st.MainPID != oldPID && (component.Running(st)):
 				newPID = st.MainPID
 			}
 		}
@@ -300,7 +301,7 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 			lastErr = errors.New("no new process yet (systemd does not answer)")
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, journalTail(ctx, h, u))
+			return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, component.JournalTail(ctx, h, u, 25))
 		}
 		if time.Since(progress) >= 5*time.Second {
 			progress = time.Now()
@@ -328,15 +329,6 @@ func plainRestart(h host.Host, u string) func(context.Context) (string, <-chan e
 	return func(ctx context.Context) (string, <-chan error, error) {
 		return "restarted", restartAsync(ctx, h, u), nil
 	}
-}
-
-// journalTail renders the unit's last journal lines for an error message.
-func journalTail(ctx context.Context, h host.Host, u string) string {
-	lines, err := h.Units().Journal(ctx, u, 25)
-	if err != nil || len(lines) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("\nlast %d journal lines of %s:\n  %s", len(lines), u, strings.Join(lines, "\n  "))
 }
 
 // controlPlaneOps re-ensures the component: its unit is rewritten with the
