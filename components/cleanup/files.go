@@ -18,6 +18,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/etcd"
@@ -96,23 +97,19 @@ func deleteNode(ctx context.Context, e *Env) ([]string, error) {
 		}
 		return nil, fmt.Errorf("asking for the removal of Node %s: %w", name, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = component.Poll(ctx, 250*time.Millisecond, 30*time.Second, func(ctx context.Context) (bool, error) {
 		_, err := cli.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
-			// Forbidden: the node authorizer no longer knows the node — it is gone.
-			return []string{"Node " + name + " deleted by the control plane on request"}, nil
-		}
-		if time.Now().After(deadline) {
-			e.Logf("Node %s still exists 30s after the removal request (is kubeforge-csr-approver.service running on a control-plane host?): delete it with `kubectl delete node %s`", name, name)
-			return []string{"requested the removal of Node " + name}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		// Forbidden: the node authorizer no longer knows the node — it is gone.
+		return apierrors.IsNotFound(err) || apierrors.IsForbidden(err), nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		e.Logf("Node %s still exists 30s after the removal request (is kubeforge-csr-approver.service running on a control-plane host?): delete it with `kubectl delete node %s`", name, name)
+		return []string{"requested the removal of Node " + name}, nil
 	}
+	return []string{"Node " + name + " deleted by the control plane on request"}, nil
 }
 
 func isStatus(err error) bool {

@@ -315,22 +315,17 @@ func sameCluster(kubeconfig []byte, ca *x509.Certificate) error {
 func (o *Options) waitClientCert(ctx context.Context) (time.Duration, error) {
 	h := o.Host
 	start := time.Now()
-	deadline := start.Add(o.Timeout)
-	for {
+	err := component.Poll(ctx, 200*time.Millisecond, o.Timeout, func(ctx context.Context) (bool, error) {
 		_, kcErr := h.Stat(ctx, o.kubeconfig())
 		_, certErr := h.Stat(ctx, ClientCertPath)
-		if kcErr == nil && (o.Bootstrap == nil || certErr == nil) {
-			return time.Since(start), nil
-		}
-		if time.Now().After(deadline) {
-			lines, _ := h.Units().Journal(ctx, UnitName, 8)
-			return 0, fmt.Errorf("%s: the kubelet has no client certificate after %s (TLS bootstrap did not complete; is the join token valid and the controller-manager's CSR approval running?)\n  %s",
-				h.Name(), o.Timeout, strings.Join(lines, "\n  "))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return kcErr == nil && (o.Bootstrap == nil || certErr == nil), nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case err != nil:
+		return 0, fmt.Errorf("%s: the kubelet has no client certificate after %s (TLS bootstrap did not complete; is the join token valid and the controller-manager's CSR approval running?)%s",
+			h.Name(), o.Timeout, component.JournalTail(ctx, h, UnitName, 8))
 	}
+	return time.Since(start), nil
 }

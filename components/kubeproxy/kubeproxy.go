@@ -274,26 +274,25 @@ func waitRules(ctx context.Context, h host.Host, timeout time.Duration) (time.Du
 	start := time.Now()
 	c := host.Cmd{Argv: []string{"iptables", "-w", "5", "-t", "nat", "-S", "KUBE-SERVICES"}, ReadOnly: true}
 	var last string
-	for {
+	err := component.Poll(ctx, 250*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		r, err := h.Run(ctx, c)
-		if err == nil && r.OK() {
-			return time.Since(start), nil
-		}
-		if err != nil {
+		switch {
+		case err == nil && r.OK():
+			return true, nil
+		case err != nil:
 			last = err.Error()
-		} else {
+		default:
 			last = strings.TrimSpace(string(r.Stderr))
 		}
-		if time.Since(start) > timeout {
-			lines, _ := h.Units().Journal(ctx, UnitName, 8)
-			return 0, fmt.Errorf("%s: kube-proxy programmed no rules within %s (%s)\n  %s", h.Name(), timeout, last, strings.Join(lines, "\n  "))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case err != nil:
+		return 0, fmt.Errorf("%s: kube-proxy programmed no rules within %s (%s)%s", h.Name(), timeout, last, component.JournalTail(ctx, h, UnitName, 8))
 	}
+	return time.Since(start), nil
 }
 
 // ValidKubeconfig reports whether data is a kube-proxy kubeconfig whose client
