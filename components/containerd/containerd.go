@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
@@ -234,4 +235,13 @@ func installCNI(ctx context.Context, h host.Host, bundleDir string, logf func(st
 		changed = true
 	}
 	return changed, nil
+}
+
+// HasCNIConfig reports whether CNIConfDir holds any network configuration.
+// Without one no pod sandbox gets a network and no Node becomes Ready, so a
+// wait for Ready would only time out. The Host interface lists no
+// directories, hence find (read-only, so it runs in a dry run too).
+func HasCNIConfig(ctx context.Context, h host.Host) bool {
+	r, err := h.Run(ctx, host.Cmd{Argv: []string{"find", CNIConfDir, "-maxdepth", "1", "-name", "*.conf*"}, ReadOnly: true})
+	return err != nil || strings.TrimSpace(string(r.Stdout)) != ""
 }
