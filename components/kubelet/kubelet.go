@@ -171,7 +171,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("spec.components.kubelet.extraArgs: %w", err)
 	}
-	if _, err := install.Verify(o.BundleDir, install.Kubelet); err != nil {
+	if _, err := install.Verify(o.BundleDir, Footprint.Binaries...); err != nil {
 		return Result{}, err
 	}
 	creds, err := o.planCredentials(ctx)
@@ -181,7 +181,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 
 	// Changes from here on.
 	changed := false
-	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, install.Kubelet)
+	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, Footprint.Binaries...)
 	if err != nil {
 		return Result{}, err
 	}

@@ -191,7 +191,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("spec.components.kubeProxy.extraArgs: %w", err)
 	}
-	if _, err := install.Verify(o.BundleDir, install.KubeProxy); err != nil {
+	if _, err := install.Verify(o.BundleDir, Footprint.Binaries...); err != nil {
 		return Result{}, err
 	}
 	caPEM, err := h.ReadFile(ctx, path.Join(o.CertDir, "ca.crt"))
@@ -216,7 +216,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
-	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, install.KubeProxy)
+	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, Footprint.Binaries...)
 	if err != nil {
 		return Result{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/install"
+	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 	"github.com/kubeforge/kubeforge/preflight"
@@ -153,11 +154,7 @@ the right checksum are left alone. etcd and containerd come with their phases.`,
 			if err != nil {
 				return err
 			}
-			names := install.ForRoles(data.Node().Roles)
-			if !slices.Contains(names, install.Kubelet) {
-				// Every joined host is a node: control-plane hosts run a tainted kubelet.
-				names = append(names, install.Kubelet, install.KubeProxy)
-			}
+			names := inventory.ForRoles(data.Node().Roles)
 			if _, err := install.Verify(data.BundleDir(), names...); err != nil {
 				return err
 			}
