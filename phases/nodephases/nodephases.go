@@ -52,14 +52,6 @@ func data(d workflow.RunData, phase string) (rundata.Data, error) {
 	return data, nil
 }
 
-func done(data rundata.Data, changed bool, detail string) error {
-	if !changed {
-		return workflow.Unchanged("%s", detail)
-	}
-	data.Logger().Printf("%s", detail)
-	return nil
-}
-
 // ContainerdPhase installs and starts containerd.
 func ContainerdPhase() workflow.Phase {
 	return workflow.Phase{
@@ -81,7 +73,7 @@ directory) are printed as "adjusted for this host".`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
@@ -173,7 +165,7 @@ kubelet holds its client certificate.`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
@@ -219,7 +211,7 @@ kube-proxy has programmed its service rules.`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
