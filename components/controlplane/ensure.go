@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -162,23 +161,7 @@ func WriteIfChanged(ctx context.Context, h host.Host, f File) (bool, error) {
 	if mode == 0 {
 		mode = 0o644
 	}
-	old, err := h.ReadFile(ctx, f.Path)
-	switch {
-	case err == nil && bytes.Equal(old, f.Data):
-		fi, err := h.Stat(ctx, f.Path)
-		if err != nil {
-			return false, err
-		}
-		if fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	case err != nil && !host.IsNotExist(err):
-		return false, err
-	}
-	if err := h.WriteFile(ctx, f.Path, f.Data, host.WriteOptions{Mode: mode, Secret: f.Secret}); err != nil {
-		return false, err
-	}
-	return true, nil
+	return component.WriteIfChanged(ctx, h, f.Path, f.Data, mode, f.Secret)
 }
 
 // inputFlag reports whether a flag names a file the daemon reads at start.
