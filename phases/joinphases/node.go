@@ -26,7 +26,7 @@ func joinData(d workflow.RunData, phase string) (*Data, error) {
 	if !ok {
 		return nil, fmt.Errorf("phase %s: run data is %T, not join's", phase, d)
 	}
-	if _, err := data.Discovery(); err != nil {
+	if _, err := data.Discovery(); err != nil && !errors.Is(err, ErrNoEndpoint) {
 		return nil, err
 	}
 	return data, nil
@@ -48,8 +48,11 @@ runs first because every later phase (preflight included) needs what it finds.`,
 			if err != nil {
 				return err
 			}
-			res, _ := data.Discovery()
+			res, err := data.Discovery()
 			n := data.Node()
+			if errors.Is(err, ErrNoEndpoint) {
+				return workflow.Unchanged("no ENDPOINT: cluster %s and host %s (%s) from --config; nothing discovered", data.Config().Metadata.Name, n.Name, n.Address)
+			}
 			roles := make([]string, len(n.Roles))
 			for i, r := range n.Roles {
 				roles[i] = string(r)
@@ -248,7 +251,10 @@ another cluster.`,
 			if err != nil {
 				return err
 			}
-			res, _ := data.Discovery()
+			res, err := data.Discovery()
+			if err != nil {
+				return fmt.Errorf("phase certs: %w", err)
+			}
 			files, err := certFilesFor(data.Node(), res.Certs)
 			if err != nil {
 				return err
