@@ -94,3 +94,35 @@ func Poll(ctx context.Context, interval, timeout time.Duration, cond func(contex
 	}
 	return wait.PollUntilContextTimeout(ctx, interval, timeout, true, cond)
 }
+
+// RunUnit writes the unit (reloading systemd when it changed), enables it, and
+// starts it when it is not active, or restarts it when the unit or any input
+// the daemon reads at start (inputsChanged: its config, its binary) changed.
+// A failed start or restart comes with the unit's last journal lines. It
+// reports whether the unit file changed and whether it (re)started the unit.
+func RunUnit(ctx context.Context, h host.Host, name string, unit []byte, inputsChanged bool) (unitChanged, started bool, err error) {
+	unitChanged, err = h.Units().WriteUnit(ctx, name, unit)
+	if err != nil {
+		return false, false, fmt.Errorf("%s: writing %s: %w", h.Name(), name, err)
+	}
+	if err := h.Units().Enable(ctx, name); err != nil {
+		return unitChanged, false, fmt.Errorf("%s: enabling %s: %w", h.Name(), name, err)
+	}
+	st, err := h.Units().Status(ctx, name)
+	if err != nil {
+		return unitChanged, false, err
+	}
+	verb := ""
+	switch {
+	case !st.Active():
+		verb, err = "starting", h.Units().Start(ctx, name)
+	case unitChanged || inputsChanged:
+		verb, err = "restarting", h.Units().Restart(ctx, name)
+	default:
+		return unitChanged, false, nil
+	}
+	if err != nil {
+		return unitChanged, false, fmt.Errorf("%s: %s %s: %w%s", h.Name(), verb, name, err, JournalTail(ctx, h, name, 8))
+	}
+	return unitChanged, true, nil
+}

@@ -127,32 +127,11 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err := h.MkdirAll(ctx, CNIConfDir, 0o755); err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(o.BinDir))
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: writing %s: %w", h.Name(), UnitName, err)
-	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, fmt.Errorf("%s: enabling %s: %w", h.Name(), UnitName, err)
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
-	}
 	// The shim and runc are run per container and are picked up without a
 	// restart; only the daemon itself, its config and unit need one.
-	daemonChanged := cfgChanged || unitChanged || contains(bins.Installed, "containerd")
-	started := false
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 5))
-		}
-		started = true
-	case daemonChanged:
-		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 5))
-		}
-		started = true
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, Unit(o.BinDir), cfgChanged || contains(bins.Installed, "containerd"))
+	if err != nil {
+		return Result{}, err
 	}
 	res := Result{Settings: s, Changed: bins.Changed() || cniChanged || cfgChanged || unitChanged || started}
 	if o.DryRun {

@@ -201,29 +201,9 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, unit)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: writing %s: %w", h.Name(), UnitName, err)
-	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, fmt.Errorf("%s: enabling %s: %w", h.Name(), UnitName, err)
-	}
-	st, err := h.Units().Status(ctx, UnitName)
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, unit, cfgChanged || bins.Changed())
 	if err != nil {
 		return Result{}, err
-	}
-	started := false
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, fmt.Errorf("%s: starting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 8))
-		}
-		started = true
-	case cfgChanged || unitChanged || bins.Changed():
-		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, fmt.Errorf("%s: restarting %s: %w%s", h.Name(), UnitName, err, component.JournalTail(ctx, h, UnitName, 8))
-		}
-		started = true
 	}
 	changed = changed || cfgChanged || unitChanged || started
 	if o.DryRun {

@@ -232,29 +232,11 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, unit)
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, unit, changed || cfgChanged)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, err
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
-	}
-	switch {
-	case !st.Active():
-		err = h.Units().Start(ctx, UnitName)
-		changed = true
-	case changed || cfgChanged || unitChanged:
-		err = h.Units().Restart(ctx, UnitName)
-		changed = true
-	}
-	if err != nil {
-		lines, _ := h.Units().Journal(ctx, UnitName, 8)
-		return Result{}, fmt.Errorf("%s: starting %s: %v\n  %s", h.Name(), UnitName, err, strings.Join(lines, "\n  "))
-	}
+	changed = changed || unitChanged || started
 	if o.DryRun {
 		return Result{Changed: changed, Detail: "dry run"}, nil
 	}
