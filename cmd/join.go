@@ -51,18 +51,17 @@ host that holds the etcd CA).`,
 		// Read the secrets from the environment once and take them out of it,
 		// before any phase starts a child process that would inherit them.
 		jf.Token, jf.CertificateKey = joinphases.TakeSecrets(jf.Token, jf.CertificateKey)
-		if len(args) == 0 {
-			if flags.ConfigPath == "" {
-				return nil, fmt.Errorf("join needs ENDPOINT (kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...); without it --config is required, for phases that work from the configuration alone")
-			}
-			return nodeData(&flags, true, nil)(cmd, args)
+		if len(args) == 0 && flags.ConfigPath == "" {
+			return nil, fmt.Errorf("join needs ENDPOINT (kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...); without it --config is required, for phases that work from the configuration alone")
 		}
-		n, err := rundata.New(cmd.Context(), flags, rundata.Options{Out: cmd.OutOrStdout()})
+		n, err := rundata.New(cmd.Context(), flags, rundata.Options{Out: cmd.OutOrStdout(), RequireConfig: len(args) == 0})
 		if err != nil {
 			return nil, err
 		}
 		f := jf
-		f.Endpoint = args[0]
+		if len(args) == 1 {
+			f.Endpoint = args[0]
+		}
 		d, err := joinphases.NewData(n, f)
 		if err != nil {
 			_ = n.Close()

@@ -18,13 +18,12 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 	"github.com/kubeforge/kubeforge/certs"
-	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
-	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubelet/csrapprover"
-	"github.com/kubeforge/kubeforge/components/kubeproxy"
 )
 
 // CleanupSteps are reset's "cleanup" phase. extra steps (the overlay's reset)
@@ -96,23 +95,19 @@ func deleteNode(ctx context.Context, e *Env) ([]string, error) {
 		}
 		return nil, fmt.Errorf("asking for the removal of Node %s: %w", name, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = component.Poll(ctx, 250*time.Millisecond, 30*time.Second, func(ctx context.Context) (bool, error) {
 		_, err := cli.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
-			// Forbidden: the node authorizer no longer knows the node — it is gone.
-			return []string{"Node " + name + " deleted by the control plane on request"}, nil
-		}
-		if time.Now().After(deadline) {
-			e.Logf("Node %s still exists 30s after the removal request (is kubeforge-csr-approver.service running on a control-plane host?): delete it with `kubectl delete node %s`", name, name)
-			return []string{"requested the removal of Node " + name}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		// Forbidden: the node authorizer no longer knows the node — it is gone.
+		return apierrors.IsNotFound(err) || apierrors.IsForbidden(err), nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		e.Logf("Node %s still exists 30s after the removal request (is kubeforge-csr-approver.service running on a control-plane host?): delete it with `kubectl delete node %s`", name, name)
+		return []string{"requested the removal of Node " + name}, nil
 	}
+	return []string{"Node " + name + " deleted by the control plane on request"}, nil
 }
 
 func isStatus(err error) bool {
@@ -120,11 +115,11 @@ func isStatus(err error) bool {
 	return errors.As(err, &s)
 }
 
-// mountRoots are the trees whose mounts kubeforge's components create: volume
-// mounts of pods, container root filesystems and sandbox /dev/shm, and pod
-// network namespaces. The roots themselves are never unmounted (an operator may
-// have put /var/lib/containerd on its own disk).
-var mountRoots = []string{"/var/lib/kubelet/", "/run/containerd/", "/var/lib/containerd/", "/run/netns/cni-"}
+// mountRoots are the trees whose mounts kubeforge's components create (their
+// Footprint.MountRoots): volume mounts of pods, container root filesystems and
+// sandbox /dev/shm, and pod network namespaces. The roots themselves are never
+// unmounted (an operator may have put /var/lib/containerd on its own disk).
+var mountRoots = inventory.MountRoots()
 
 // Mounts parses /proc/self/mountinfo and returns the mount points.
 func Mounts(mountinfo []byte) []string {
@@ -232,10 +227,11 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// ChainPrefixes are the iptables chains the Kubernetes node stack creates:
-// kube-proxy's and the kubelet's (KUBE-), the CNI bridge's masquerade and
-// portmap's host ports (CNI-). kubeforge's overlay removes its own chains.
-var ChainPrefixes = []string{"KUBE-", "CNI-"}
+// ChainPrefixes are the iptables chains the Kubernetes node stack creates
+// (the components' Footprint.ChainPrefixes): kube-proxy's and the kubelet's
+// (KUBE-), the CNI bridge's masquerade and portmap's host ports (CNI-).
+// kubeforge's overlay removes its own chains.
+var ChainPrefixes = inventory.ChainPrefixes()
 
 // iptablesRules lets kube-proxy remove its rules with its own cleanup mode
 // (while its binary is still there), then sweeps what is left of the node
@@ -359,17 +355,12 @@ func SweepChains(ctx context.Context, h host.Host, family string, prefixes []str
 	return removed, nil
 }
 
-// Files and directories reset removes. Directories that are mount points keep
-// the mount point and lose their content.
-func resetPaths(e *Env) []string {
-	return []string{
-		kubelet.DataDir,
-		kubeproxy.ConfigDir,
-		"/var/log/pods", "/var/log/containers",
-		"/etc/containerd", containerd.RootDir, containerd.StateDir,
-		containerd.CNIConfDir, "/var/lib/cni", "/run/kubeforge",
-		config.HostCopyPath,
-	}
+// Files and directories reset removes: the components' Footprint.Paths, then
+// kubeforge's own run directory and its copy of the configuration.
+// Directories that are mount points keep the mount point and lose their
+// content.
+func resetPaths() []string {
+	return append(inventory.Paths(), "/run/kubeforge", config.HostCopyPath)
 }
 
 // isMountPoint reports whether p is a mount point in mounts.
@@ -391,7 +382,7 @@ func removeFiles(ctx context.Context, e *Env) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
-	for _, p := range resetPaths(e) {
+	for _, p := range resetPaths() {
 		fi, err := e.Host.Stat(ctx, p)
 		if host.IsNotExist(err) {
 			continue
@@ -432,7 +423,7 @@ func removeFiles(ctx context.Context, e *Env) ([]string, error) {
 		}
 	}
 	// Directories that only held kubeforge's files go once empty.
-	for _, d := range []string{"/etc/kubeforge", "/etc/cni", "/etc/etcd"} {
+	for _, d := range append([]string{"/etc/kubeforge"}, inventory.EmptyDirs()...) {
 		if gone, err := removeEmptyDir(ctx, e.Host, d); err == nil && gone {
 			done = append(done, "removed empty "+d)
 		}
@@ -455,8 +446,8 @@ func removeEtcdLeftovers(ctx context.Context, e *Env) ([]string, error) {
 	if _, err := e.Host.Stat(ctx, dataDir); host.IsNotExist(err) {
 		return nil, nil
 	}
-	if _, err := e.Host.Stat(ctx, "/etc/etcd/etcd.conf.yml"); err == nil {
-		e.Logf("kept %s: /etc/etcd/etcd.conf.yml says this host is still an etcd member; `kubeforge reset phase etcd` removes the member first", dataDir)
+	if etcd.StillMember(ctx, e.Host) {
+		e.Logf("kept %s: %s says this host is still an etcd member; `kubeforge reset phase etcd` removes the member first", dataDir, etcd.ConfigPath)
 		return nil, nil
 	}
 	return etcd.RemoveDataDir(ctx, e.Host, dataDir)
@@ -568,25 +559,23 @@ func removeContents(ctx context.Context, h host.Host, dir string) (int, error) {
 	return n, nil
 }
 
-// InstalledBinaries are the executables init and join put into the bin dir.
-// kubeforge itself stays: it is what runs the reset, and what joins again.
-var InstalledBinaries = []string{
-	"kubelet", "kube-proxy", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-	"containerd", "containerd-shim-runc-v2", "runc", "etcd", "etcdctl",
-}
-
+// removeBinaries removes what the components installed (their
+// Footprint.Binaries), except those of a component still in use. kubeforge
+// itself stays: it is what runs the reset, and what joins again.
 func removeBinaries(ctx context.Context, e *Env) ([]string, error) {
 	var removed []string
 	var errs []error
-	paths := make([]string, 0, len(InstalledBinaries)+len(containerd.CNIPlugins))
-	for _, b := range InstalledBinaries {
-		if (b == "etcd" || b == "etcdctl") && etcdStillMember(ctx, e) {
+	var paths []string
+	for _, f := range inventory.All() {
+		if f.InUse != nil && f.InUse(ctx, e.Host) {
 			continue
 		}
-		paths = append(paths, path.Join(e.BinDir, b))
-	}
-	for _, p := range containerd.CNIPlugins {
-		paths = append(paths, path.Join(containerd.CNIBinDir, p))
+		for _, b := range f.Binaries {
+			if !path.IsAbs(b) {
+				b = path.Join(e.BinDir, b)
+			}
+			paths = append(paths, b)
+		}
 	}
 	for _, p := range paths {
 		if _, err := e.Host.Stat(ctx, p); host.IsNotExist(err) {
@@ -598,8 +587,8 @@ func removeBinaries(ctx context.Context, e *Env) ([]string, error) {
 		}
 		removed = append(removed, path.Base(p))
 	}
-	// /opt/cni/bin goes too when nothing else is in it.
-	for _, d := range []string{containerd.CNIBinDir, path.Dir(containerd.CNIBinDir)} {
+	// Directories such as /opt/cni/bin go too when nothing else is in them.
+	for _, d := range inventory.EmptyDirs() {
 		if gone, err := removeEmptyDir(ctx, e.Host, d); err == nil && gone {
 			removed = append(removed, d+"/")
 		}
@@ -608,11 +597,6 @@ func removeBinaries(ctx context.Context, e *Env) ([]string, error) {
 		return nil, errors.Join(errs...)
 	}
 	return []string{"removed " + strings.Join(removed, ", ")}, errors.Join(errs...)
-}
-
-func etcdStillMember(ctx context.Context, e *Env) bool {
-	_, err := e.Host.Stat(ctx, "/etc/etcd/etcd.conf.yml")
-	return err == nil
 }
 
 func removeEmptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
@@ -626,10 +610,6 @@ func removeEmptyDir(ctx context.Context, h host.Host, dir string) (bool, error) 
 	return true, h.Remove(ctx, dir)
 }
 
-// knownUnits have drop-in directories reset removes even when their unit file
-// is already gone (an operator's drop-in for a kubeforge unit is part of it).
-var knownUnits = []string{"kubelet.service", "kube-proxy.service", containerd.UnitName, csrapprover.UnitName}
-
 func removeUnitFiles(ctx context.Context, e *Env) ([]string, error) {
 	units, err := KubeforgeUnits(ctx, e.Host)
 	if err != nil {
@@ -637,8 +617,16 @@ func removeUnitFiles(ctx context.Context, e *Env) ([]string, error) {
 	}
 	var done []string
 	var errs []error
+	keep := map[string]bool{}
+	for _, f := range inventory.All() {
+		if f.InUse != nil && f.InUse(ctx, e.Host) {
+			for _, u := range f.Units {
+				keep[u] = true
+			}
+		}
+	}
 	for _, u := range units {
-		if u == "etcd.service" && etcdStillMember(ctx, e) {
+		if keep[u] {
 			continue
 		}
 		if err := e.Host.Units().RemoveUnit(ctx, u); err != nil {
@@ -647,7 +635,12 @@ func removeUnitFiles(ctx context.Context, e *Env) ([]string, error) {
 		}
 		done = append(done, "removed "+u)
 	}
-	for _, u := range knownUnits {
+	// Drop-in directories go even when their unit file is already gone (an
+	// operator's drop-in for a kubeforge unit is part of it).
+	for _, u := range inventory.Units() {
+		if keep[u] {
+			continue
+		}
 		d := path.Join(UnitDir, u+".d")
 		if _, err := e.Host.Stat(ctx, d); err == nil {
 			if err := e.Host.Remove(ctx, d); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 )
 
@@ -86,7 +87,7 @@ func stopUnit(ctx context.Context, e *Env, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !st.Active() && st.ActiveState != "activating" && st.ActiveState != "reloading" {
+	if !component.Running(st) {
 		return false, nil
 	}
 	if err := e.Host.Units().Stop(ctx, name); err != nil {

@@ -29,6 +29,7 @@ import (
 	"k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/kubeforge/kubeforge/components/bootstraptoken"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 )
 
@@ -115,17 +116,15 @@ func Signed(cm *corev1.ConfigMap, t bootstraptoken.Token) bool {
 // only surface on the first join.
 func WaitSigned(ctx context.Context, c kubernetes.Interface, t bootstraptoken.Token, timeout time.Duration, logf func(string, ...any)) (time.Duration, error) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	last := start
 	var lastErr error
-	for {
+	err := component.Poll(ctx, 250*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		cm, err := c.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 		switch {
 		case err != nil:
 			lastErr = err
 		case Signed(cm, t):
-			return time.Since(start), nil
+			return true, nil
 		case cm.Data[bootstrapapi.JWSSignatureKeyPrefix+t.ID] != "":
 			lastErr = fmt.Errorf("the signature for token %s does not verify", t.ID)
 		default:
@@ -135,12 +134,12 @@ func WaitSigned(ctx context.Context, c kubernetes.Interface, t bootstraptoken.To
 			last = time.Now()
 			logf("waiting for the bootstrap signer to sign cluster-info (%v)", lastErr)
 		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (is kube-controller-manager running with the bootstrapsigner controller?)", t.ID, timeout, lastErr)
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (is kube-controller-manager running with the bootstrapsigner controller?)", t.ID, timeout, lastErr)
 	}
+	return time.Since(start), nil
 }
 
 // ClusterAdminsGroup is the group admin.conf's certificate is in (kubeadm 1.29+);

@@ -12,6 +12,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // ErrNotLocal is returned when the containerd client would have to reach a
@@ -86,21 +87,19 @@ func CheckHealth(ctx context.Context, c *client.Client, snapshotter string) (Hea
 // WaitHealthy polls CheckHealth until it passes or ctx ends; the last error says
 // what was still wrong.
 func WaitHealthy(ctx context.Context, c *client.Client, snapshotter string, timeout time.Duration) (Health, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	var h Health
 	var last error
-	for {
+	err := component.Poll(ctx, 100*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := CheckHealth(hctx, c, snapshotter)
-		hcancel()
-		if err == nil {
-			return h, nil
+		defer hcancel()
+		h, last = CheckHealth(hctx, c, snapshotter)
+		return last == nil, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return Health{}, fmt.Errorf("containerd not healthy after %s: %w", timeout, last)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return Health{}, fmt.Errorf("containerd not healthy after %s: %w", timeout, last)
 	}
+	return h, nil
 }

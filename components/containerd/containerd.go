@@ -10,17 +10,18 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/install"
 )
 
@@ -119,39 +120,18 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
 	if err := h.MkdirAll(ctx, CNIConfDir, 0o755); err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(o.BinDir))
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: writing %s: %w", h.Name(), UnitName, err)
-	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, fmt.Errorf("%s: enabling %s: %w", h.Name(), UnitName, err)
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
-	}
 	// The shim and runc are run per container and are picked up without a
 	// restart; only the daemon itself, its config and unit need one.
-	daemonChanged := cfgChanged || unitChanged || contains(bins.Installed, "containerd")
-	started := false
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, startError(ctx, h, err)
-		}
-		started = true
-	case daemonChanged:
-		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, startError(ctx, h, err)
-		}
-		started = true
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, Unit(o.BinDir), cfgChanged || contains(bins.Installed, "containerd"))
+	if err != nil {
+		return Result{}, err
 	}
 	res := Result{Settings: s, Changed: bins.Changed() || cniChanged || cfgChanged || unitChanged || started}
 	if o.DryRun {
@@ -185,33 +165,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// startError adds the unit's last journal lines: "job failed" alone says nothing.
-func startError(ctx context.Context, h host.Host, err error) error {
-	lines, _ := h.Units().Journal(ctx, UnitName, 5)
-	msg := fmt.Sprintf("%s: starting %s: %v", h.Name(), UnitName, err)
-	for _, l := range lines {
-		msg += "\n  " + l
-	}
-	return fmt.Errorf("%s", msg)
-}
-
-// writeIfChanged writes a file only when its content or mode differs.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode os.FileMode) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)
-	}
-	if err := h.WriteFile(ctx, p, data, host.WriteOptions{Mode: mode}); err != nil {
-		return false, fmt.Errorf("%s: writing %s: %w", h.Name(), p, err)
-	}
-	return true, nil
 }
 
 func verifyCNI(bundleDir string) error {
@@ -261,4 +214,13 @@ func installCNI(ctx context.Context, h host.Host, bundleDir string, logf func(st
 		changed = true
 	}
 	return changed, nil
+}
+
+// HasCNIConfig reports whether CNIConfDir holds any network configuration.
+// Without one no pod sandbox gets a network and no Node becomes Ready, so a
+// wait for Ready would only time out. The Host interface lists no
+// directories, hence find (read-only, so it runs in a dry run too).
+func HasCNIConfig(ctx context.Context, h host.Host) bool {
+	r, err := h.Run(ctx, host.Cmd{Argv: []string{"find", CNIConfDir, "-maxdepth", "1", "-name", "*.conf*"}, ReadOnly: true})
+	return err != nil || strings.TrimSpace(string(r.Stdout)) != ""
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/install"
 )
 
@@ -30,7 +31,7 @@ const (
 	ControllerManagerPort = 10257
 	SchedulerPort         = 10259
 	// EtcdClientPort is where the apiserver reaches every etcd member.
-	EtcdClientPort = 2379
+	EtcdClientPort = etcd.DefaultClientPort
 )
 
 // AuditLogDir holds the apiserver's audit log and its rotated files.

@@ -278,23 +278,6 @@ func TestUnitsHoldNoSecrets(t *testing.T) {
 	}
 }
 
-func TestExecQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"--a=b":           "--a=b",
-		"--a=50%":         "--a=50%%",
-		"--a=$HOME":       "--a=$$HOME",
-		"--a=x y":         `"--a=x y"`,
-		`--a="q"`:         `"--a=\"q\""`,
-		`--a=c:\dir`:      `"--a=c:\\dir"`,
-		"--a=one;two":     `"--a=one;two"`,
-		"--a=k1=v1,k2=v2": "--a=k1=v1,k2=v2",
-	} {
-		if got := execQuote(in); got != want {
-			t.Errorf("execQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestEncryptionConfig(t *testing.T) {
 	a, err := NewEncryptionConfig()
 	if err != nil {

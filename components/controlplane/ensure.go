@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // Result says what Ensure did to one component.
@@ -56,7 +56,7 @@ func Ensure(ctx context.Context, h host.Host, c Component, logf func(string, ...
 	if err != nil {
 		return res, err
 	}
-	running := st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading"
+	running := component.Running(st)
 	if !running {
 		if err := CheckPortFree(ctx, h, c); err != nil {
 			return res, err
@@ -145,25 +145,13 @@ func startAsync(ctx context.Context, h host.Host, unit string, restart bool) err
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("starting %s on %s: %w%s", unit, h.Name(), err, journalTail(ctx, h, unit, 15))
+			return fmt.Errorf("starting %s on %s: %w%s", unit, h.Name(), err, component.JournalTail(ctx, h, unit, 15))
 		}
 	case <-time.After(startGrace):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	return nil
-}
-
-// journalTail renders the unit's last journal lines for an error message.
-func journalTail(ctx context.Context, h host.Host, unit string, n int) string {
-	if h == nil {
-		return ""
-	}
-	lines, err := h.Units().Journal(ctx, unit, n)
-	if err != nil || len(lines) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("\nlast %d journal lines of %s:\n  %s", len(lines), unit, strings.Join(lines, "\n  "))
 }
 
 // WriteIfChanged writes f unless the file already has its content and mode. It
@@ -173,23 +161,7 @@ func WriteIfChanged(ctx context.Context, h host.Host, f File) (bool, error) {
 	if mode == 0 {
 		mode = 0o644
 	}
-	old, err := h.ReadFile(ctx, f.Path)
-	switch {
-	case err == nil && bytes.Equal(old, f.Data):
-		fi, err := h.Stat(ctx, f.Path)
-		if err != nil {
-			return false, err
-		}
-		if fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	case err != nil && !host.IsNotExist(err):
-		return false, err
-	}
-	if err := h.WriteFile(ctx, f.Path, f.Data, host.WriteOptions{Mode: mode, Secret: f.Secret}); err != nil {
-		return false, err
-	}
-	return true, nil
+	return component.WriteIfChanged(ctx, h, f.Path, f.Data, mode, f.Secret)
 }
 
 // inputFlag reports whether a flag names a file the daemon reads at start.
@@ -281,7 +253,7 @@ func Remove(ctx context.Context, h host.Host, o Options, logf func(string, ...an
 		if st.LoadState == "not-found" {
 			continue
 		}
-		if st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading" {
+		if component.Running(st) {
 			if err := h.Units().Stop(ctx, unit); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // ListeningPorts returns the TCP ports something listens on, from
@@ -190,7 +191,7 @@ func Precheck(ctx context.Context, h host.Host, o Options, dial Dialer) error {
 		if err != nil {
 			return err
 		}
-		if st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading" {
+		if component.Running(st) {
 			continue
 		}
 		if err := CheckPortFree(ctx, h, c); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // DefaultStopTimeout is the units' TimeoutStopSec unless a component needs
@@ -64,11 +66,7 @@ func (c Component) Unit(inputs string) []byte {
 	} else {
 		b.WriteString("Type=simple\n")
 	}
-	b.WriteString("ExecStart=" + execQuote(c.Binary))
-	for _, f := range c.Args.Flags() {
-		b.WriteString(" \\\n  " + execQuote(f))
-	}
-	b.WriteString("\n")
+	b.WriteString(component.ExecStart(c.Binary, c.Args.Flags()) + "\n")
 	stop := c.StopTimeout
 	if stop <= 0 {
 		stop = DefaultStopTimeout
@@ -76,18 +74,4 @@ func (c Component) Unit(inputs string) []byte {
 	fmt.Fprintf(&b, "Restart=always\nRestartSec=5s\nStartLimitInterval=0\nTimeoutStopSec=%ds\nLimitNOFILE=65536\n\n", int(stop.Seconds()))
 	b.WriteString("[Install]\nWantedBy=multi-user.target\n")
 	return []byte(b.String())
-}
-
-// execQuote makes one argument survive systemd's ExecStart= parsing unchanged:
-// "%" starts a specifier and "$" a variable, so both are doubled, and an argument
-// with blanks, quotes or backslashes is double-quoted with C-style escapes (the
-// syntax systemd 219 already understands).
-func execQuote(arg string) string {
-	arg = strings.ReplaceAll(arg, "%", "%%")
-	arg = strings.ReplaceAll(arg, "$", "$$")
-	if arg != "" && !strings.ContainsAny(arg, " \t\"'\\;") {
-		return arg
-	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return `"` + r.Replace(arg) + `"`
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // WaitOptions configure Wait.
@@ -119,7 +120,7 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 			}
 			pending++
 			if err := p.watchUnit(ctx, o.Host, o.CrashLimit, o.DownGrace); err != nil {
-				return res, fmt.Errorf("%w%s", err, journalTail(ctx, o.Host, p.c.UnitName(), 25))
+				return res, fmt.Errorf("%w%s", err, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25))
 			}
 		}
 		if pending == 0 {
@@ -144,7 +145,7 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 			for _, p := range probes {
 				if !p.ready {
 					errs = append(errs, fmt.Errorf("%s did not get healthy within %s: %s: %v%s",
-						p.c.Name, o.Timeout, p.c.HealthURL, p.lastErr, journalTail(ctx, o.Host, p.c.UnitName(), 25)))
+						p.c.Name, o.Timeout, p.c.HealthURL, p.lastErr, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25)))
 				}
 			}
 			res.Total = time.Since(start)

@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // hostMember is one member's files and systemd unit on a host. It is the Runner
@@ -251,10 +253,9 @@ func (r *hostMember) Remove(ctx context.Context) error {
 func (r *hostMember) waitHealthy(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration) error {
 	ep := r.cfg.Member.ClientURL()
 	t0 := time.Now()
-	deadline := t0.Add(timeout)
 	var lastReport time.Time
 	var lastErr error
-	for {
+	err := component.Poll(ctx, 500*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		err := withEndpoint(tlsCfg, ep, func(cli *clientv3.Client) error {
 			gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
@@ -268,23 +269,25 @@ func (r *hostMember) waitHealthy(ctx context.Context, tlsCfg *tls.Config, timeou
 		})
 		if err == nil {
 			r.logf("etcd member %s is healthy at %s after %s", r.cfg.Member.Name, ep, time.Since(t0).Round(10*time.Millisecond))
-			return nil
+			return true, nil
 		}
 		lastErr = err
 		if ferr := r.Failed(ctx); ferr != nil {
-			return ferr
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd member %s not healthy at %s after %s: %v%s", r.cfg.Member.Name, ep, timeout, lastErr, r.journal(ctx))
+			return false, ferr
 		}
 		if time.Since(lastReport) >= 3*time.Second {
 			r.logf("waiting for etcd member %s to become healthy at %s (%s)", r.cfg.Member.Name, ep, time.Since(t0).Round(time.Second))
 			lastReport = time.Now()
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case wait.Interrupted(err):
+		return fmt.Errorf("etcd member %s not healthy at %s after %s: %v%s", r.cfg.Member.Name, ep, timeout, lastErr, r.journal(ctx))
 	}
+	return err
 }

@@ -1,6 +1,8 @@
 package etcd
 
 import (
+	"github.com/kubeforge/kubeforge/components/component"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -213,24 +215,26 @@ func deadlineOf(d time.Duration) time.Time { return time.Now().Add(d) }
 func addLearner(ctx context.Context, req JoinRequest, deadline time.Time) (*clientv3.MemberAddResponse, error) {
 	said := false
 	removedID := 0
-	for {
+	var resp *clientv3.MemberAddResponse
+	var addErr error
+	err := component.Poll(ctx, time.Second, 0, func(ctx context.Context) (bool, error) {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := req.Client.MemberAddAsLearner(actx, []string{req.Member.PeerURL()})
+		resp, addErr = req.Client.MemberAddAsLearner(actx, []string{req.Member.PeerURL()})
 		cancel()
-		if errors.Is(err, rpctypes.ErrMemberNotFound) && removedID < 3 {
+		if errors.Is(addErr, rpctypes.ErrMemberNotFound) && removedID < 3 {
 			removedID++
-		} else if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
-			return resp, err
+		} else if addErr == nil || !errors.Is(addErr, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return true, nil
 		} else if !said {
-			req.Logf("the cluster does not take a new member yet (%v): etcd wants its members connected for 5s first; retrying", err)
+			req.Logf("the cluster does not take a new member yet (%v): etcd wants its members connected for 5s first; retrying", addErr)
 			said = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, ctx.Err()
 	}
+	return resp, addErr
 }
 
 // joinStep looks at the member once and promotes it when it can. progress is a
@@ -449,7 +453,11 @@ func initialCluster(members []*etcdserverpb.Member, self uint64, m Member) []Pee
 // promoted meanwhile is a voter, and removing a voter is not a rollback any more.
 func removeLearner(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	var last error
-	for attempt := 0; attempt < 10; attempt++ {
+	attempt := 0
+	err := component.Poll(ctx, time.Second, 0, func(ctx context.Context) (bool, error) {
+		if attempt++; attempt > 10 {
+			return true, nil
+		}
 		members, err := listMembers(ctx, cli)
 		if err == nil {
 			var me *etcdserverpb.Member
@@ -459,26 +467,30 @@ func removeLearner(ctx context.Context, cli *clientv3.Client, id uint64) error {
 				}
 			}
 			if me == nil {
-				return nil
+				last = nil
+				return true, nil
 			}
 			if !me.IsLearner {
-				return fmt.Errorf("member %x became a voting member meanwhile; not removing it", id)
+				return false, fmt.Errorf("member %x became a voting member meanwhile; not removing it", id)
 			}
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err = cli.MemberRemove(rctx, id)
 			cancel()
 			if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
-				return nil
+				last = nil
+				return true, nil
 			}
 		}
 		last = err
-		select {
-		case <-ctx.Done():
-			return errors.Join(last, ctx.Err())
-		case <-time.After(time.Second):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return last
+	case ctx.Err() != nil:
+		return errors.Join(last, ctx.Err())
 	}
-	return last
+	return err
 }
 
 // Removal errors. Both are refusals that an explicit override may skip.
@@ -556,19 +568,26 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, tlsCfg *tls.Config,
 	// Like an add, a removal is refused as "unhealthy" until the leader has been
 	// connected to a quorum for five seconds (right after a leader move, say).
 	var last error
-	for attempt := 0; attempt < 30; attempt++ {
+	attempt := 0
+	err := component.Poll(ctx, time.Second, 0, func(ctx context.Context) (bool, error) {
+		if attempt++; attempt > 30 {
+			return true, nil
+		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := cli.MemberRemove(rctx, id)
+		_, last = cli.MemberRemove(rctx, id)
 		cancel()
-		if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
-			return nil
+		if errors.Is(last, rpctypes.ErrMemberNotFound) {
+			last = nil
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
+		return last == nil, nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return err
+	case last != nil:
+		return fmt.Errorf("removing member %s (%x): %w", me.Name, id, last)
 	}
-	return fmt.Errorf("removing member %s (%x): %w", me.Name, id, last)
+	return nil
 }

@@ -19,11 +19,9 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
-	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 )
 
@@ -42,30 +40,6 @@ const (
 	Etcd                  = "etcd"
 	Etcdctl               = "etcdctl"
 )
-
-// ForRoles lists the binaries a host with these roles runs, in a stable order.
-// kubectl comes with the control plane because operators administer the cluster
-// from there (admin.conf lives on it). etcd is not listed: the etcd phase installs
-// its binary together with the member it configures.
-func ForRoles(roles []config.Role) []string {
-	var out []string
-	add := func(names ...string) {
-		for _, n := range names {
-			if !slices.Contains(out, n) {
-				out = append(out, n)
-			}
-		}
-	}
-	for _, r := range roles {
-		switch r {
-		case config.RoleControlPlane:
-			add(KubeAPIServer, KubeControllerManager, KubeScheduler, Kubectl)
-		case config.RoleWorker:
-			add(Kubelet, KubeProxy)
-		}
-	}
-	return out
-}
 
 // Options say where binaries come from and go to.
 type Options struct {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
-	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 )
@@ -142,17 +141,6 @@ func TestDryRunRecordsOnly(t *testing.T) {
 	res, err = Binaries(ctx, Options{Host: dry, BundleDir: b, BinDir: binDir}, "kubectl")
 	if err != nil || res.Changed() {
 		t.Fatalf("second dry-run install: %+v %v", res, err)
-	}
-}
-
-func TestForRoles(t *testing.T) {
-	got := ForRoles([]config.Role{config.RoleControlPlane, config.RoleEtcd, config.RoleWorker, config.RoleControlPlane})
-	want := []string{KubeAPIServer, KubeControllerManager, KubeScheduler, Kubectl, Kubelet, KubeProxy}
-	if !slices.Equal(got, want) {
-		t.Errorf("ForRoles = %v, want %v", got, want)
-	}
-	if got := ForRoles([]config.Role{config.RoleEtcd}); len(got) != 0 {
-		t.Errorf("etcd-only host gets %v", got)
 	}
 }
 

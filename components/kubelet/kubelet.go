@@ -6,7 +6,6 @@
 package kubelet
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/install"
 )
@@ -171,7 +171,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("spec.components.kubelet.extraArgs: %w", err)
 	}
-	if _, err := install.Verify(o.BundleDir, install.Kubelet); err != nil {
+	if _, err := install.Verify(o.BundleDir, Footprint.Binaries...); err != nil {
 		return Result{}, err
 	}
 	creds, err := o.planCredentials(ctx)
@@ -181,13 +181,13 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 
 	// Changes from here on.
 	changed := false
-	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, install.Kubelet)
+	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, Footprint.Binaries...)
 	if err != nil {
 		return Result{}, err
 	}
 	changed = bins.Changed()
 	for _, f := range creds {
-		ch, err := writeIfChanged(ctx, h, f.path, f.data, f.mode, f.secret)
+		ch, err := component.WriteIfChanged(ctx, h, f.path, f.data, f.mode, f.secret)
 		if err != nil {
 			return Result{}, err
 		}
@@ -197,33 +197,13 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		changed = changed || ch
 	}
 	// 0600 (CIS 4.1.9): only the kubelet, which runs as root, reads it.
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, unit)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: writing %s: %w", h.Name(), UnitName, err)
-	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, fmt.Errorf("%s: enabling %s: %w", h.Name(), UnitName, err)
-	}
-	st, err := h.Units().Status(ctx, UnitName)
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, unit, cfgChanged || bins.Changed())
 	if err != nil {
 		return Result{}, err
-	}
-	started := false
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, unitError(ctx, h, "starting", err)
-		}
-		started = true
-	case cfgChanged || unitChanged || bins.Changed():
-		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, unitError(ctx, h, "restarting", err)
-		}
-		started = true
 	}
 	changed = changed || cfgChanged || unitChanged || started
 	if o.DryRun {
@@ -315,44 +295,17 @@ func sameCluster(kubeconfig []byte, ca *x509.Certificate) error {
 func (o *Options) waitClientCert(ctx context.Context) (time.Duration, error) {
 	h := o.Host
 	start := time.Now()
-	deadline := start.Add(o.Timeout)
-	for {
+	err := component.Poll(ctx, 200*time.Millisecond, o.Timeout, func(ctx context.Context) (bool, error) {
 		_, kcErr := h.Stat(ctx, o.kubeconfig())
 		_, certErr := h.Stat(ctx, ClientCertPath)
-		if kcErr == nil && (o.Bootstrap == nil || certErr == nil) {
-			return time.Since(start), nil
-		}
-		if time.Now().After(deadline) {
-			lines, _ := h.Units().Journal(ctx, UnitName, 8)
-			return 0, fmt.Errorf("%s: the kubelet has no client certificate after %s (TLS bootstrap did not complete; is the join token valid and the controller-manager's CSR approval running?)\n  %s",
-				h.Name(), o.Timeout, strings.Join(lines, "\n  "))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return kcErr == nil && (o.Bootstrap == nil || certErr == nil), nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case err != nil:
+		return 0, fmt.Errorf("%s: the kubelet has no client certificate after %s (TLS bootstrap did not complete; is the join token valid and the controller-manager's CSR approval running?)%s",
+			h.Name(), o.Timeout, component.JournalTail(ctx, h, UnitName, 8))
 	}
-}
-
-func unitError(ctx context.Context, h host.Host, verb string, err error) error {
-	lines, _ := h.Units().Journal(ctx, UnitName, 8)
-	return fmt.Errorf("%s: %s %s: %v\n  %s", h.Name(), verb, UnitName, err, strings.Join(lines, "\n  "))
-}
-
-// writeIfChanged writes a file only when its content or mode differs.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte, mode fs.FileMode, secret bool) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == mode.Perm() {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, fmt.Errorf("%s: reading %s: %w", h.Name(), p, err)
-	}
-	if err := h.WriteFile(ctx, p, data, host.WriteOptions{Mode: mode, Secret: secret}); err != nil {
-		return false, fmt.Errorf("%s: writing %s: %w", h.Name(), p, err)
-	}
-	return true, nil
+	return time.Since(start), nil
 }

@@ -77,17 +77,24 @@ func TestUnit(t *testing.T) {
 	}
 	s := string(u)
 	for _, want := range []string{
-		"ExecStart=/usr/local/bin/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --config=/var/lib/kubelet/config.yaml --hostname-override=master01 --kubeconfig=/etc/kubernetes/kubelet.conf --node-ip=192.168.176.200 --register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule --v=2\n",
+		"ExecStart=/usr/local/bin/kubelet \\\n  --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\\n  --config=/var/lib/kubelet/config.yaml \\\n  --hostname-override=master01 \\\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n  --node-ip=192.168.176.200 \\\n  --register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule \\\n  --v=2\n",
 		"Requires=containerd.service", "StartLimitInterval=0",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("unit lacks %q:\n%s", want, s)
 		}
 	}
-	for _, bad := range []map[string]string{{"v": "2 --anonymous-auth=true"}, {"a b": "1"}, {"root-dir": "$HOME"}} {
-		if _, err := Unit(UnitOptions{BinDir: "/b", NodeName: "n", NodeIP: "1.2.3.4", ExtraArgs: bad}); err == nil {
-			t.Errorf("extra args %v accepted", bad)
+	// A value cannot smuggle in a second flag or a systemd expansion: it is
+	// quoted into one argument (components/component.ExecQuote).
+	for extra, want := range map[string]string{"v": `"--v=2 --anonymous-auth=true"`, "root-dir": "--root-dir=$$HOME"} {
+		val := map[string]string{"v": "2 --anonymous-auth=true", "root-dir": "$HOME"}[extra]
+		u, err := Unit(UnitOptions{BinDir: "/b", NodeName: "n", NodeIP: "1.2.3.4", ExtraArgs: map[string]string{extra: val}})
+		if err != nil || !strings.Contains(string(u), "  "+want+"\n") {
+			t.Errorf("extra arg %s=%q: err %v, unit lacks %s:\n%s", extra, val, err, want, u)
 		}
+	}
+	if _, err := Unit(UnitOptions{BinDir: "/b", NodeName: "n", NodeIP: "1.2.3.4", ExtraArgs: map[string]string{"a b": "1"}}); err == nil {
+		t.Error(`extra arg "a b" accepted`)
 	}
 }
 

@@ -1,9 +1,9 @@
 package kubelet
 
 import (
-	"fmt"
-	"sort"
 	"strings"
+
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // UnitOptions are the per-node inputs of kubelet.service.
@@ -21,17 +21,6 @@ type UnitOptions struct {
 	Taints []string
 	// ExtraArgs override kubeforge's flags (spec.components.kubelet.extraArgs).
 	ExtraArgs map[string]string
-}
-
-// flagValueOK refuses values that would break the unit file's ExecStart line.
-func flagValueOK(k, v string) error {
-	if k == "" || strings.ContainsAny(k, " \t\n\"'\\=") {
-		return fmt.Errorf("kubelet flag name %q is not a plain flag name", k)
-	}
-	if strings.ContainsAny(v, " \t\n\"'\\%$") {
-		return fmt.Errorf("kubelet flag --%s value %q has whitespace, quotes or characters systemd would expand", k, v)
-	}
-	return nil
 }
 
 // Unit is kubelet.service. The flags are the few settings that are not part of
@@ -56,14 +45,10 @@ func Unit(o UnitOptions) ([]byte, error) {
 	for k, v := range o.ExtraArgs {
 		args[k] = v
 	}
-	keys := make([]string, 0, len(args))
-	for k, v := range args {
-		if err := flagValueOK(k, v); err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
+	flags, err := component.FlagArgs("kubelet", args)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString("# kubelet, written by kubeforge. Settings: " + ConfigPath + "\n")
 	b.WriteString(`[Unit]
@@ -74,11 +59,7 @@ After=network-online.target containerd.service
 Requires=containerd.service
 
 [Service]
-ExecStart=` + o.BinDir + "/kubelet")
-	for _, k := range keys {
-		b.WriteString(" --" + k + "=" + args[k])
-	}
-	b.WriteString(`
+` + component.ExecStart(o.BinDir+"/kubelet", flags) + `
 Restart=always
 RestartSec=5
 StartLimitInterval=0

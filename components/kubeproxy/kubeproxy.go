@@ -10,7 +10,6 @@
 package kubeproxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -19,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -35,6 +33,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/install"
 )
@@ -90,18 +89,11 @@ func RenderConfig(o ConfigOptions) ([]byte, error) {
 
 // Unit is kube-proxy.service (loads on systemd 219).
 func Unit(binDir string, extra map[string]string) ([]byte, error) {
-	keys := make([]string, 0, len(extra))
-	for k, v := range extra {
-		if k == "" || strings.ContainsAny(k, " \t\n\"'\\=") || strings.ContainsAny(v, " \t\n\"'\\%$") {
-			return nil, fmt.Errorf("kube-proxy flag --%s=%q: names and values must be plain words", k, v)
-		}
-		keys = append(keys, k)
+	flags, err := component.FlagArgs("kube-proxy", extra)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(keys)
-	exec := binDir + "/kube-proxy --config=" + ConfigPath
-	for _, k := range keys {
-		exec += " --" + k + "=" + extra[k]
-	}
+	exec := component.ExecStart(binDir+"/kube-proxy", append([]string{"--config=" + ConfigPath}, flags...))
 	return []byte(`# kube-proxy, written by kubeforge. Settings: ` + ConfigPath + `
 [Unit]
 Description=Kubernetes network proxy (kube-proxy)
@@ -110,7 +102,7 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-ExecStart=` + exec + `
+` + exec + `
 Restart=always
 RestartSec=5
 StartLimitInterval=0
@@ -199,7 +191,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("spec.components.kubeProxy.extraArgs: %w", err)
 	}
-	if _, err := install.Verify(o.BundleDir, install.KubeProxy); err != nil {
+	if _, err := install.Verify(o.BundleDir, Footprint.Binaries...); err != nil {
 		return Result{}, err
 	}
 	caPEM, err := h.ReadFile(ctx, path.Join(o.CertDir, "ca.crt"))
@@ -224,7 +216,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
-	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, install.KubeProxy)
+	bins, err := install.Binaries(ctx, install.Options{Host: h, BundleDir: o.BundleDir, BinDir: o.BinDir, Logf: o.Logf}, Footprint.Binaries...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -236,33 +228,15 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		o.Logf("wrote %s (%s)", kcPath, o.Credentials.Describe())
 		changed = true
 	}
-	cfgChanged, err := writeIfChanged(ctx, h, ConfigPath, cfg)
+	cfgChanged, err := component.WriteIfChanged(ctx, h, ConfigPath, cfg, 0o600, false)
 	if err != nil {
 		return Result{}, err
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, unit)
+	unitChanged, started, err := component.RunUnit(ctx, h, UnitName, unit, changed || cfgChanged)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, err
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
-	}
-	switch {
-	case !st.Active():
-		err = h.Units().Start(ctx, UnitName)
-		changed = true
-	case changed || cfgChanged || unitChanged:
-		err = h.Units().Restart(ctx, UnitName)
-		changed = true
-	}
-	if err != nil {
-		lines, _ := h.Units().Journal(ctx, UnitName, 8)
-		return Result{}, fmt.Errorf("%s: starting %s: %v\n  %s", h.Name(), UnitName, err, strings.Join(lines, "\n  "))
-	}
+	changed = changed || unitChanged || started
 	if o.DryRun {
 		return Result{Changed: changed, Detail: "dry run"}, nil
 	}
@@ -282,41 +256,25 @@ func waitRules(ctx context.Context, h host.Host, timeout time.Duration) (time.Du
 	start := time.Now()
 	c := host.Cmd{Argv: []string{"iptables", "-w", "5", "-t", "nat", "-S", "KUBE-SERVICES"}, ReadOnly: true}
 	var last string
-	for {
+	err := component.Poll(ctx, 250*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
 		r, err := h.Run(ctx, c)
-		if err == nil && r.OK() {
-			return time.Since(start), nil
-		}
-		if err != nil {
+		switch {
+		case err == nil && r.OK():
+			return true, nil
+		case err != nil:
 			last = err.Error()
-		} else {
+		default:
 			last = strings.TrimSpace(string(r.Stderr))
 		}
-		if time.Since(start) > timeout {
-			lines, _ := h.Units().Journal(ctx, UnitName, 8)
-			return 0, fmt.Errorf("%s: kube-proxy programmed no rules within %s (%s)\n  %s", h.Name(), timeout, last, strings.Join(lines, "\n  "))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case err != nil:
+		return 0, fmt.Errorf("%s: kube-proxy programmed no rules within %s (%s)%s", h.Name(), timeout, last, component.JournalTail(ctx, h, UnitName, 8))
 	}
-}
-
-// writeIfChanged writes p (0600: only kube-proxy, as root, reads it) unless it
-// already has this content and mode.
-func writeIfChanged(ctx context.Context, h host.Host, p string, data []byte) (bool, error) {
-	cur, err := h.ReadFile(ctx, p)
-	if err == nil && bytes.Equal(cur, data) {
-		if fi, serr := h.Stat(ctx, p); serr == nil && fi.Mode.Perm() == 0o600 {
-			return false, nil
-		}
-	}
-	if err != nil && !host.IsNotExist(err) {
-		return false, err
-	}
-	return true, h.WriteFile(ctx, p, data, host.WriteOptions{Mode: 0o600})
+	return time.Since(start), nil
 }
 
 // ValidKubeconfig reports whether data is a kube-proxy kubeconfig whose client

@@ -60,11 +60,14 @@ func TestUnit(t *testing.T) {
 	if err := etcd.LintUnit(u); err != nil {
 		t.Error(err)
 	}
-	if !strings.Contains(string(u), "ExecStart=/usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.yaml --v=2\n") {
+	if !strings.Contains(string(u), "ExecStart=/usr/local/bin/kube-proxy \\\n  --config=/var/lib/kube-proxy/config.yaml \\\n  --v=2\n") {
 		t.Errorf("unit:\n%s", u)
 	}
-	if _, err := Unit("/b", map[string]string{"v": "2 --x"}); err == nil {
-		t.Error("bad extra arg accepted")
+	if u, err := Unit("/b", map[string]string{"v": "2 --x"}); err != nil || !strings.Contains(string(u), `"--v=2 --x"`) {
+		t.Errorf("a value with a blank is one quoted argument: err %v\n%s", err, u)
+	}
+	if _, err := Unit("/b", map[string]string{"v x": "2"}); err == nil {
+		t.Error("bad flag name accepted")
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Options say where the files are and how long to wait.
@@ -247,7 +249,6 @@ const crashLimit = 3
 // the unit stops, or it keeps crashing, with the unit's journal tail.
 func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan error, probe func(context.Context) error) (int, error) {
 	h := r.o.Host
-	deadline := time.Now().Add(r.o.Timeout)
 	var (
 		lastErr  error
 		lastSub  string
@@ -256,12 +257,12 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 		jobDone  bool
 		progress = time.Now()
 	)
-	for {
+	err := component.Poll(ctx, r.o.Interval, r.o.Timeout, func(ctx context.Context) (bool, error) {
 		if job != nil {
 			select {
 			case err := <-job:
 				if err != nil {
-					return 0, fmt.Errorf("restart job: %w%s", err, journalTail(ctx, h, u))
+					return false, fmt.Errorf("restart job: %w%s", err, component.JournalTail(ctx, h, u, 25))
 				}
 				job, jobDone = nil, true
 			default:
@@ -280,38 +281,40 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 			lastSub = st.SubState
 			switch {
 			case crashes >= crashLimit:
-				return 0, fmt.Errorf("it exited %d times since the restart (last health check: %v)%s", crashes, lastErr, journalTail(ctx, h, u))
+				return false, fmt.Errorf("it exited %d times since the restart (last health check: %v)%s", crashes, lastErr, component.JournalTail(ctx, h, u, 25))
 			// Inactive is a passing state during a restart; only once the new
 			// process existed, or the job ended, does it mean the unit stopped.
 			case st.ActiveState == "failed" || (newPID != 0 || jobDone) && st.ActiveState == "inactive" && st.SubState != "auto-restart":
-				return 0, fmt.Errorf("it is %s (%s) after the restart%s", st.ActiveState, st.SubState, journalTail(ctx, h, u))
-			case st.MainPID != 0 && st.MainPID != oldPID && (st.Active() || st.ActiveState == "activating" || st.ActiveState == "reloading"):
+				return false, fmt.Errorf("it is %s (%s) after the restart%s", st.ActiveState, st.SubState, component.JournalTail(ctx, h, u, 25))
+			case st.MainPID != 0 && st.MainPID != oldPID && (component.Running(st)):
 				newPID = st.MainPID
 			}
 		}
 		if newPID != 0 {
 			if probe == nil {
-				return newPID, nil
+				return true, nil
 			}
 			if lastErr = probe(ctx); lastErr == nil {
-				return newPID, nil
+				return true, nil
 			}
 		} else if lastErr == nil {
 			lastErr = errors.New("no new process yet (systemd does not answer)")
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, journalTail(ctx, h, u))
 		}
 		if time.Since(progress) >= 5*time.Second {
 			progress = time.Now()
 			r.o.Logf("still waiting for %s: %v", u, lastErr)
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(r.o.Interval):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return newPID, nil
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case wait.Interrupted(err):
+		return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, component.JournalTail(ctx, h, u, 25))
 	}
+	return 0, err
 }
 
 // restartAsync asks systemd to restart u and returns the job's outcome on a
@@ -328,15 +331,6 @@ func plainRestart(h host.Host, u string) func(context.Context) (string, <-chan e
 	return func(ctx context.Context) (string, <-chan error, error) {
 		return "restarted", restartAsync(ctx, h, u), nil
 	}
-}
-
-// journalTail renders the unit's last journal lines for an error message.
-func journalTail(ctx context.Context, h host.Host, u string) string {
-	lines, err := h.Units().Journal(ctx, u, 25)
-	if err != nil || len(lines) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("\nlast %d journal lines of %s:\n  %s", len(lines), u, strings.Join(lines, "\n  "))
 }
 
 // controlPlaneOps re-ensures the component: its unit is rewritten with the

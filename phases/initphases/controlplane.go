@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
@@ -131,12 +132,11 @@ func (r *run) runWait(d workflow.RunData) error {
 // controller-manager run its controllers (the bootstrapsigner among them) and
 // the scheduler place pods. It returns "name=holder" pairs.
 func waitLeaders(ctx context.Context, cli kubernetes.Interface, names []string, timeout time.Duration, logf func(string, ...any)) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	start, last := time.Now(), time.Now()
-	for {
-		var held []string
-		var missing error
+	var held []string
+	var missing error
+	err := component.Poll(ctx, 250*time.Millisecond, timeout, func(ctx context.Context) (bool, error) {
+		held, missing = nil, nil
 		for _, n := range names {
 			l, err := cli.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, n, metav1.GetOptions{})
 			if err != nil {
@@ -150,18 +150,18 @@ func waitLeaders(ctx context.Context, cli kubernetes.Interface, names []string, 
 			held = append(held, n+"="+*l.Spec.HolderIdentity)
 		}
 		if missing == nil {
-			return strings.Join(held, ", "), nil
+			return true, nil
 		}
 		if time.Since(last) >= 5*time.Second {
 			last = time.Now()
 			logf("waiting for leader election: %v (%s)", missing, time.Since(start).Round(time.Second))
 		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("no leader after %s: %v", timeout, missing)
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("no leader after %s: %v", timeout, missing)
 	}
+	return strings.Join(held, ", "), nil
 }
 
 // leaseHeld reports whether a lease has a holder whose last renewal is within

@@ -16,17 +16,9 @@ func etcdPhase() workflow.Phase {
 on this host (the configuration's first etcd host) as etcd.service, with mutual TLS
 on client and peer ports, and wait until it is healthy. Hosts without the etcd
 role skip the phase; a running, unchanged member reports "unchanged".`,
-		RunIf: hasEtcdRole,
+		RunIf: hasRole(config.RoleEtcd),
 		Run:   runEtcd,
 	}
-}
-
-func hasEtcdRole(d workflow.RunData) (bool, error) {
-	data, err := rundata.From(d, "etcd")
-	if err != nil {
-		return false, err
-	}
-	return data.Node() != nil && data.Node().HasRole(config.RoleEtcd), nil
 }
 
 func runEtcd(d workflow.RunData) error {

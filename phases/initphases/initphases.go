@@ -45,7 +45,3 @@ func Phases() []workflow.Phase {
 		r.showJoinPhase(),
 	}
 }
-
-func leaf(name, short string) workflow.Phase {
-	return workflow.Phase{Name: name, Short: short, Run: workflow.NotImplemented}
-}

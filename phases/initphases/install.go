@@ -7,6 +7,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
+	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -30,7 +31,7 @@ func (r *run) runInstall(d workflow.RunData) error {
 		return err
 	}
 	ctx, h, node := data.Context(), data.Host(), data.Node()
-	names := install.ForRoles(node.Roles)
+	names := inventory.ForRoles(node.Roles)
 	if len(names) == 0 {
 		return workflow.Unchanged("host %s has no role that needs binaries from this phase", node.Name)
 	}

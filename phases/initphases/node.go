@@ -1,6 +1,7 @@
 package initphases
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/kubelet/csrapprover"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
@@ -81,19 +83,16 @@ as kubeadm does.`,
 				return nil
 			}
 			var n *corev1.Node
-			for start := time.Now(); ; {
-				n, err = cli.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-				if err == nil {
-					break
-				}
-				if !apierrors.IsNotFound(err) || time.Since(start) > 2*time.Minute {
-					return fmt.Errorf("Node %s: %w (is the kubelet running?)", name, err)
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(250 * time.Millisecond):
-				}
+			var getErr error
+			err = component.Poll(ctx, 250*time.Millisecond, 2*time.Minute, func(ctx context.Context) (bool, error) {
+				n, getErr = cli.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+				return getErr == nil || !apierrors.IsNotFound(getErr), nil
+			})
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case getErr != nil:
+				return fmt.Errorf("Node %s: %w (is the kubelet running?)", name, getErr)
 			}
 			wantTaint := !data.Node().HasRole(config.RoleWorker)
 			_, labelled := n.Labels[ControlPlaneLabel]

@@ -90,7 +90,12 @@ func NewData(n *rundata.Node, f Flags) (*Data, error) {
 			discovery.ErrBadInput, CertificateKeyEnv)
 	}
 	if f.Endpoint == "" {
-		return nil, fmt.Errorf("%w: the API server endpoint (host:port) is required: kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...", discovery.ErrBadInput)
+		if n.Config() == nil {
+			return nil, fmt.Errorf("%w: the API server endpoint (host:port) is required: kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...", discovery.ErrBadInput)
+		}
+		// --config alone: the phases that work from the configuration run;
+		// those that need what only discovery brings say so.
+		return &Data{base: n, flags: f}, nil
 	}
 	// Check the formats now, before any phase and without the network.
 	if _, _, err := (discovery.Options{Endpoint: f.Endpoint, Token: f.Token, CAHashes: f.CAHashes, CertificateKey: f.CertificateKey}).Check(); err != nil {
@@ -98,6 +103,10 @@ func NewData(n *rundata.Node, f Flags) (*Data, error) {
 	}
 	return &Data{base: n, flags: f}, nil
 }
+
+// ErrNoEndpoint is Discovery's error when join runs without ENDPOINT (from
+// --config alone): there is nothing to discover.
+var ErrNoEndpoint = errors.New("this phase needs what discovery brings (the cluster CA, the token, the uploaded certificates): run `kubeforge join ENDPOINT --token ... --discovery-token-ca-cert-hash ...`")
 
 // JoinFlags returns the flags as resolved.
 func (d *Data) JoinFlags() Flags { return d.flags }
@@ -111,6 +120,13 @@ func (d *Data) Discovery() (*discovery.Result, error) {
 }
 
 func (d *Data) discover(ctx context.Context) (*discovery.Result, error) {
+	if d.flags.Endpoint == "" {
+		// No ENDPOINT: the configuration and this host come from --config;
+		// a phase that needs what only discovery brings (the CA, the
+		// token, the uploaded certificates) gets ErrNoEndpoint.
+		d.cfg, d.node = d.base.Config(), d.base.Node()
+		return nil, ErrNoEndpoint
+	}
 	o := discovery.Options{Endpoint: d.flags.Endpoint, Token: d.flags.Token, CAHashes: d.flags.CAHashes,
 		CertificateKey: d.flags.CertificateKey, Timeout: d.flags.Timeout, Logf: d.Logger().Printf}
 	if d.flags.Etcd && !d.flags.ControlPlane {
@@ -144,17 +160,13 @@ func (d *Data) discover(ctx context.Context) (*discovery.Result, error) {
 // Config is the cluster configuration, with this host's entry as resolved (nil
 // until discovery succeeded).
 func (d *Data) Config() *config.Cluster {
-	if _, err := d.Discovery(); err != nil {
-		return nil
-	}
+	_, _ = d.Discovery() // its error is returned by the phases' joinData
 	return d.cfg
 }
 
 // Node is this host's entry (nil until discovery succeeded).
 func (d *Data) Node() *config.Host {
-	if _, err := d.Discovery(); err != nil {
-		return nil
-	}
+	_, _ = d.Discovery() // its error is returned by the phases' joinData
 	return d.node
 }
 

@@ -30,7 +30,3 @@ func Phases() []workflow.Phase {
 		nodephases.WaitNodePhase(),
 	}
 }
-
-func leaf(name, short string) workflow.Phase {
-	return workflow.Phase{Name: name, Short: short, Run: workflow.NotImplemented}
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/install"
+	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 	"github.com/kubeforge/kubeforge/preflight"
@@ -25,7 +26,7 @@ func joinData(d workflow.RunData, phase string) (*Data, error) {
 	if !ok {
 		return nil, fmt.Errorf("phase %s: run data is %T, not join's", phase, d)
 	}
-	if _, err := data.Discovery(); err != nil {
+	if _, err := data.Discovery(); err != nil && !errors.Is(err, ErrNoEndpoint) {
 		return nil, err
 	}
 	return data, nil
@@ -47,8 +48,11 @@ runs first because every later phase (preflight included) needs what it finds.`,
 			if err != nil {
 				return err
 			}
-			res, _ := data.Discovery()
+			res, err := data.Discovery()
 			n := data.Node()
+			if errors.Is(err, ErrNoEndpoint) {
+				return workflow.Unchanged("no ENDPOINT: cluster %s and host %s (%s) from --config; nothing discovered", data.Config().Metadata.Name, n.Name, n.Address)
+			}
 			roles := make([]string, len(n.Roles))
 			for i, r := range n.Roles {
 				roles[i] = string(r)
@@ -153,11 +157,7 @@ the right checksum are left alone. etcd and containerd come with their phases.`,
 			if err != nil {
 				return err
 			}
-			names := install.ForRoles(data.Node().Roles)
-			if !slices.Contains(names, install.Kubelet) {
-				// Every joined host is a node: control-plane hosts run a tainted kubelet.
-				names = append(names, install.Kubelet, install.KubeProxy)
-			}
+			names := inventory.ForRoles(data.Node().Roles)
 			if _, err := install.Verify(data.BundleDir(), names...); err != nil {
 				return err
 			}
@@ -251,7 +251,10 @@ another cluster.`,
 			if err != nil {
 				return err
 			}
-			res, _ := data.Discovery()
+			res, err := data.Discovery()
+			if err != nil {
+				return fmt.Errorf("phase certs: %w", err)
+			}
 			files, err := certFilesFor(data.Node(), res.Certs)
 			if err != nil {
 				return err

@@ -40,7 +40,7 @@ key) has that credential. An unchanged host reports "unchanged".`,
 			if err != nil {
 				return err
 			}
-			return done(data, changed, "etcd snapshots every "+b.Schedule+" into "+b.Dir)
+			return workflow.Outcome(data.Logger(), changed, "etcd snapshots every "+b.Schedule+" into "+b.Dir)
 		},
 	}
 }

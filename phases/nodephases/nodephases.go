@@ -14,15 +14,10 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/config"
-	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/discovery"
@@ -57,14 +52,6 @@ func data(d workflow.RunData, phase string) (rundata.Data, error) {
 	return data, nil
 }
 
-func done(data rundata.Data, changed bool, detail string) error {
-	if !changed {
-		return workflow.Unchanged("%s", detail)
-	}
-	data.Logger().Printf("%s", detail)
-	return nil
-}
-
 // ContainerdPhase installs and starts containerd.
 func ContainerdPhase() workflow.Phase {
 	return workflow.Phase{
@@ -86,7 +73,7 @@ directory) are printed as "adjusted for this host".`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
@@ -178,7 +165,7 @@ kubelet holds its client certificate.`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
@@ -224,7 +211,7 @@ kube-proxy has programmed its service rules.`,
 			if err != nil {
 				return err
 			}
-			return done(data, res.Changed, res.Detail)
+			return workflow.Outcome(data.Logger(), res.Changed, res.Detail)
 		},
 	}
 }
@@ -286,10 +273,7 @@ certificate and renews it itself.`,
 				return nil
 			}
 			ctx, h := data.Context(), data.Host()
-			// A Node is Ready only once a pod network is configured; without any
-			// CNI config (the overlay phase skipped, no other CNI installed) the
-			// wait could only time out.
-			if r, err := h.Run(ctx, host.Cmd{Argv: []string{"find", containerd.CNIConfDir, "-maxdepth", "1", "-name", "*.conf*"}, ReadOnly: true}); err == nil && strings.TrimSpace(string(r.Stdout)) == "" {
+			if !containerd.HasCNIConfig(ctx, h) {
 				return workflow.Unchanged("no CNI configuration in %s (was the overlay phase skipped?): Node %s cannot become Ready until a pod network is configured, so not waiting",
 					containerd.CNIConfDir, data.Node().Name)
 			}
@@ -297,25 +281,12 @@ certificate and renews it itself.`,
 			if err != nil {
 				return err
 			}
-			took, err := WaitReady(ctx, cli, data.Node().Name, 4*time.Minute, data.Logger().Printf)
+			took, err := kubelet.WaitReady(ctx, cli, data.Node().Name, 4*time.Minute, data.Logger().Printf)
 			if err != nil {
 				return err
 			}
-			if _, err := h.Stat(ctx, kubelet.ServingCertPath); err != nil {
-				start := time.Now()
-				for {
-					if _, err := h.Stat(ctx, kubelet.ServingCertPath); err == nil {
-						break
-					}
-					if time.Since(start) > 2*time.Minute {
-						return fmt.Errorf("%s: the kubelet has no serving certificate %s after 2m: its CSR is not approved (is kubeforge-csr-approver.service running on a control-plane host? `kubectl get csr`)", h.Name(), kubelet.ServingCertPath)
-					}
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(250 * time.Millisecond):
-					}
-				}
+			if err := kubelet.WaitServingCert(ctx, h, 2*time.Minute); err != nil {
+				return err
 			}
 			removed := false
 			bk := path.Join(data.KubeconfigDir(), "bootstrap-kubelet.conf")
@@ -335,39 +306,5 @@ certificate and renews it itself.`,
 			data.Logger().Printf("%s", msg)
 			return nil
 		},
-	}
-}
-
-// WaitReady polls the Node until its Ready condition is True.
-func WaitReady(ctx context.Context, cli *kubeclient.Client, name string, timeout time.Duration, logf func(string, ...any)) (time.Duration, error) {
-	start := time.Now()
-	last, lastLog := "", start
-	for {
-		n, err := cli.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			last = "not Ready"
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady {
-					if c.Status == corev1.ConditionTrue {
-						return time.Since(start), nil
-					}
-					last = fmt.Sprintf("Ready=%s: %s", c.Status, strings.TrimSpace(c.Message))
-				}
-			}
-		} else {
-			last = err.Error()
-		}
-		if time.Since(lastLog) > 15*time.Second {
-			logf("waiting for Node %s: %s", name, last)
-			lastLog = time.Now()
-		}
-		if time.Since(start) > timeout {
-			return 0, fmt.Errorf("Node %s is not Ready after %s: %s", name, timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
 	}
 }

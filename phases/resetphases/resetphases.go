@@ -1,8 +1,8 @@
 // Package resetphases is the phase tree of `kubeforge reset`, which removes what
 // init or join put on this host.
-//
-// Every Run is workflow.NotImplemented until its owner fills it in; see
-// phases/initphases for why the tree lands first.
+// Each phase is a thin call into the component that owns what it removes
+// (etcd, the overlay, the backup timer) or into components/cleanup, which
+// removes what the components' footprints list, in order.
 package resetphases
 
 import (

@@ -28,14 +28,15 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
 // Defaults of the common flags.
 const (
 	DefaultBundleDir     = "/opt/kubeforge/bundle"
-	DefaultCertDir       = "/etc/kubernetes/pki"
-	DefaultKubeconfigDir = "/etc/kubernetes"
+	DefaultCertDir       = certs.DefaultCertDir
+	DefaultKubeconfigDir = certs.DefaultKubeconfigDir
 )
 
 // Flags are the options common to init, join and reset.
