@@ -53,8 +53,9 @@ type ResetOptions struct {
 	Logf    func(string, ...any)
 }
 
-// Reset removes the overlay from a node: stops and removes the unit, releases the
-// node's lease in etcd (so peers drop its routes now rather than in 24 h),
+// Reset removes the overlay from a node: stops and removes the unit, with the
+// etcd backend releases the node's lease in etcd (so peers drop its routes now
+// rather than in 24 h; with the kube backend the Node's deletion does that),
 // deletes the VXLAN device (the kernel takes its routes, neighbour and FDB
 // entries with it) and the cni0 bridge, removes the iptables chains, the CNI
 // config, subnet.env, host-local's allocations and the agent's config. Each step
@@ -102,6 +103,11 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 	}
 
 	switch {
+	case cfg != nil && cfg.Backend == BackendKube:
+		// The subnet is the Node's spec.podCIDR: deleting the Node (reset asks
+		// the control plane to; kubeforge node remove does it) releases it, and
+		// every peer's informer removes the route, FDB and neighbour entries.
+		o.Logf("node %s's subnet is its Node's podCIDR: it is released when the Node is deleted", node)
 	case cfg == nil:
 		o.Logf("no %s and no cluster configuration: cannot reach etcd; node %s's lease (if any) expires on its own within %s", ConfigPath, node, defaultTTL)
 	case o.DryRun:
