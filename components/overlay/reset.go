@@ -243,3 +243,51 @@ func overlayLinks(ctx context.Context, h host.Host) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ForgetOptions are what ForgetNode needs.
+type ForgetOptions struct {
+	// Host is the host the removal runs on (a control-plane host); its own
+	// agent configuration says how to reach the etcd backend.
+	Host    host.Host
+	Cluster *config.Cluster
+	// Self is Host's entry in the cluster configuration.
+	Self    config.Host
+	CertDir string
+	// Node is the removed node.
+	Node string
+	Logf func(string, ...any)
+}
+
+// ForgetNode releases the subnet of a node that is gone (for `node remove`),
+// so every peer drops its route, FDB and neighbour entries. With the kube
+// backend the subnet is the Node's podCIDR: deleting the Node is all it takes
+// (each agent's informer sees the deletion), so this changes nothing. With the
+// etcd backend it deletes the node's lease keys through Host's own overlay
+// client certificate.
+func ForgetNode(ctx context.Context, o ForgetOptions) (Result, error) {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Cluster.Spec.Networking.Overlay.Backend != config.OverlayBackendEtcd {
+		return Result{Detail: fmt.Sprintf("node %s's subnet is its Node's podCIDR: deleting the Node releases it on every peer", o.Node)}, nil
+	}
+	cfg := readAgentConfig(ctx, o.Host, o.Logf)
+	if cfg == nil || cfg.Backend != BackendEtcd {
+		var err error
+		if cfg, err = AgentConfigFor(o.Cluster, o.Self, o.CertDir); err != nil {
+			return Result{}, err
+		}
+	}
+	released, err := releaseLease(ctx, o.Host, cfg, o.Node)
+	if err != nil {
+		return Result{}, fmt.Errorf("releasing node %s's overlay lease in etcd: %w", o.Node, err)
+	}
+	if len(released) == 0 {
+		return Result{Detail: fmt.Sprintf("node %s holds no overlay lease", o.Node)}, nil
+	}
+	var subs []string
+	for _, l := range released {
+		subs = append(subs, l.Subnet.String())
+	}
+	return Result{Changed: true, Detail: fmt.Sprintf("released node %s's overlay lease %s", o.Node, strings.Join(subs, ", "))}, nil
+}
