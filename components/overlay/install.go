@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
@@ -114,6 +116,9 @@ type InstallOptions struct {
 	// Executable is the kubeforge binary to install as BinaryPath; "" means the
 	// running one (os.Executable).
 	Executable string
+	// Admin, when set (init, on the control plane), applies the RBAC that lets
+	// nodes read every Node (kube backend).
+	Admin kubernetes.Interface
 	// StoreNetwork writes the network configuration to etcd now (init, etcd
 	// backend), so a mismatch is the phase's error rather than an agent's
 	// restart loop.
@@ -148,6 +153,18 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 
 	switch cfg.Backend {
 	case BackendKube:
+		if o.Admin != nil {
+			rbac, err := EnsureNodeReaderRBAC(ctx, o.Admin)
+			if err != nil {
+				return Result{}, err
+			}
+			for _, r := range rbac {
+				o.Logf("applied %s", r)
+			}
+			if len(rbac) > 0 {
+				changed = append(changed, "RBAC")
+			}
+		}
 		if o.KubeconfigDir != "" {
 			cfg.Kubeconfig = filepath.Join(o.KubeconfigDir, "kubelet.conf")
 		}

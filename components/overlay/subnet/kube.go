@@ -168,6 +168,12 @@ func LeaseOf(n *corev1.Node) (l Lease, ok bool, err error) {
 // re-lists and re-watches by itself when its watch breaks, and reports
 // differences as events, so no further snapshots are needed.
 func (m *Kube) Watch(ctx context.Context, ch chan<- Update) error {
+	// A node may read every Node only through RBAC (the Node authorizer of
+	// Kubernetes 1.32+ allows its own Node alone); say so once instead of
+	// leaving the informer to retry a 403 forever.
+	if _, err := m.o.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
+		return fmt.Errorf("listing Nodes as node %s: %w (init applies ClusterRoleBinding kubeforge:overlay-node-reader for group system:nodes; run `kubeforge init phase overlay` on a control-plane host)", m.o.NodeName, err)
+	}
 	f := informers.NewSharedInformerFactory(m.o.Client, 0)
 	inf := f.Core().V1().Nodes()
 	queue := make(chan Update, 256)
