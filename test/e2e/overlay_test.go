@@ -387,7 +387,11 @@ func TestOverlay(t *testing.T) {
 		t.Skip("the bundle has no bin/etcd yet")
 	}
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-overlay-%d", os.Getpid()))
-	opts := lab.Options{Dir: dir, Subnet: ovSubnet, Hosts: []string{"master01", "node01", "node02"}, BundleDir: bdir, Log: testWriter{t}}
+	labSubnet := ovSubnet
+	if v := os.Getenv("KUBEFORGE_E2E_OVERLAY_SUBNET"); v != "" {
+		labSubnet = v
+	}
+	opts := lab.Options{Dir: dir, Subnet: labSubnet, Hosts: []string{"master01", "node01", "node02"}, BundleDir: bdir, Log: testWriter{t}}
 	s, err := lab.Up(opts)
 	t.Cleanup(func() { _ = lab.Down(dir, testWriter{t}) })
 	if err != nil {
