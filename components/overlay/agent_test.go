@@ -384,6 +384,9 @@ network: {network: 10.244.0.0/16, subnetLen: 24, vni: 1, port: 8472}
 	if c2, err := ParseConfig(out); err != nil || c2.NodeName != "node01" || c2.Network.Network != "10.244.0.0/16" {
 		t.Fatalf("round trip: %v\n%s", err, out)
 	}
+	if c, err := ParseConfig([]byte(strings.Replace(good, "backend: etcd\n", "", 1))); err != nil || c.Backend != BackendEtcd {
+		t.Errorf("a config from before backends existed (etcd endpoints, no backend) must stay etcd: %+v %v", c, err)
+	}
 	kube := "nodeName: node01\npublicIP: 192.168.161.152\nkubeconfig: /etc/kubernetes/kubelet.conf\nnetwork: {network: 10.244.0.0/16, subnetLen: 24, vni: 1, port: 8472}\n"
 	if c, err := ParseConfig([]byte(kube)); err != nil || c.Backend != BackendKube {
 		t.Fatalf("kube is the default backend and needs no etcd: %+v %v", c, err)

@@ -80,7 +80,11 @@ type Etcd struct {
 
 // SetDefaults fills empty fields.
 func (c *Config) SetDefaults() {
-	if c.Backend == "" {
+	switch {
+	case c.Backend == "" && len(c.Etcd.Endpoints) > 0:
+		// A config written before there were backends: it is an etcd one.
+		c.Backend = BackendEtcd
+	case c.Backend == "":
 		c.Backend = BackendKube
 	}
 	if c.TxChecksumOffload == "" {
