@@ -34,7 +34,9 @@ Node authorizer of Kubernetes 1.32+ leaves to RBAC.`,
 				return err
 			}
 			var admin kubernetes.Interface
-			if data.Node().HasRole(config.RoleControlPlane) {
+			// The node-reader RBAC is the kube backend's; the etcd backend
+			// needs no API client here.
+			if data.Node().HasRole(config.RoleControlPlane) && data.Config().Spec.Networking.Overlay.Backend != config.OverlayBackendEtcd {
 				cli, err := r.client(data)
 				if err != nil {
 					return err
