@@ -33,10 +33,11 @@ func newOverlayRunCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the overlay agent (what " + overlay.UnitName + " starts)",
-		Long: `Run the overlay agent in the foreground: acquire this node's subnet lease in
-etcd, program the VXLAN device, write subnet.env and the CNI config, install the
-iptables rules, then follow etcd until SIGTERM. Stopping leaves the lease to
-expire so that a restart keeps the subnet.`,
+		Long: `Run the overlay agent in the foreground: acquire this node's subnet from its
+subnet manager (kube: the Node's spec.podCIDR, with the VTEP published as
+annotations on the Node; etcd: a lease in etcd), program the VXLAN device, write
+subnet.env and the CNI config, install the iptables rules, then follow every
+node's subnet until SIGTERM. Stopping keeps the subnet, so a restart finds it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := overlay.LoadConfig(path)
@@ -98,8 +99,9 @@ func newOverlayResetCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "reset",
 		Short: "Remove the overlay from this node and release its subnet lease",
-		Long: `Stop and remove ` + overlay.UnitName + `, release this node's subnet lease in
-etcd (peers drop its routes at once), delete the VXLAN device with its routes,
+		Long: `Stop and remove ` + overlay.UnitName + `, with the etcd backend release this
+node's subnet lease in etcd (peers drop its routes at once; with the kube backend
+deleting the Node does that), delete the VXLAN device with its routes,
 neighbour and FDB entries, the cni0 bridge, the iptables chains, the CNI config,
 subnet.env and the agent's config. The same as ` + "`kubeforge reset phase overlay`" + `.`,
 		Args: cobra.NoArgs,

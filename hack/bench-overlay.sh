@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "== BenchmarkSync500: 500 peers (1500 route/neigh/fdb entries) onto a fresh device"
 echo "== BenchmarkAgentStart500: agent from start to ready in a 500-lease cluster (real etcd)"
-go test -count=1 -run '^$' -bench 'Sync500|AgentStart500' -benchtime 10x -benchmem \
+go test -count=1 -run '^$' -bench 'Sync500|AgentStart500|KubeAgent500' -benchtime 10x -benchmem \
   ./components/overlay/vxlan/ ./components/overlay/
 if [ "${KUBEFORGE_E2E:-}" = 1 ]; then
   echo "== lab (TestOverlay)"

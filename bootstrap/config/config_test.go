@@ -74,7 +74,7 @@ func everyField() *Cluster {
 	c.Spec.Hosts = append(c.Spec.Hosts, Host{Name: "master02", Address: "192.168.161.150",
 		Roles: []Role{RoleControlPlane}, SSH: &SSH{User: "deploy", Port: 2222, KeyPath: "/home/deploy/.ssh/id_ed25519"}})
 	c.Spec.Networking = Networking{PodCIDR: "172.20.0.0/14", NodeSubnetSize: 25, ServiceCIDR: "172.30.0.0/16",
-		DNSDomain: "prod.local", Overlay: Overlay{VNI: 4096, Port: 4789, MTU: 1450, TxChecksumOffload: TxChecksumOffloadEnabled}}
+		DNSDomain: "prod.local", Overlay: Overlay{Backend: OverlayBackendKube, VNI: 4096, Port: 4789, MTU: 1450, TxChecksumOffload: TxChecksumOffloadEnabled}}
 	c.Spec.Etcd = Etcd{DataDir: "/data/etcd", AutoCompactionMode: CompactionRevision, AutoCompactionRetention: "5000",
 		QuotaBackendBytes: 4 << 30, SnapshotCount: 50000, HeartbeatInterval: "250ms", ElectionTimeout: "2500ms",
 		ExtraArgs: map[string]string{"log-level": "warn", "experimental-initial-corrupt-check": "true"},
@@ -400,5 +400,27 @@ func TestLocalIdentity(t *testing.T) {
 	c.Spec.Hosts[1].Name = short
 	if h, err := c.ResolveNode("", hn, addrs); err != nil || h.Name != c.Spec.Hosts[1].Name {
 		t.Errorf("resolving this machine (%q): %+v %v", hn, h, err)
+	}
+}
+
+// The etcd overlay backend needs an etcd client certificate on every host, which
+// only etcd hosts may hold: a host without the role is refused, naming it.
+func TestOverlayEtcdBackendNeedsEtcdHosts(t *testing.T) {
+	c := Default()
+	if c.Spec.Networking.Overlay.Backend != OverlayBackendKube {
+		t.Fatalf("default backend %q, want kube", c.Spec.Networking.Overlay.Backend)
+	}
+	c.Spec.Networking.Overlay.Backend = OverlayBackendEtcd
+	if _, err := c.Validate(); err != nil {
+		t.Fatalf("every host of the default has the etcd role: %v", err)
+	}
+	c.Spec.Hosts = append(c.Spec.Hosts, Host{Name: "node03", Address: "192.168.161.154", Roles: []Role{RoleWorker}})
+	_, err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "spec.hosts[3].roles") || !strings.Contains(err.Error(), "node03") || !strings.Contains(err.Error(), "spec.networking.overlay.backend") {
+		t.Fatalf("got %v", err)
+	}
+	c.Spec.Networking.Overlay.Backend = "flannel"
+	if _, err := c.Validate(); err == nil || !strings.Contains(err.Error(), "spec.networking.overlay.backend") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -132,6 +132,9 @@ func SetDefaults(c *Cluster) {
 	if n.DNSDomain == "" {
 		n.DNSDomain = DefaultDNSDomain
 	}
+	if n.Overlay.Backend == "" {
+		n.Overlay.Backend = OverlayBackendKube
+	}
 	if n.Overlay.VNI == 0 {
 		n.Overlay.VNI = DefaultVNI
 	}

@@ -144,6 +144,13 @@ const (
 // As everywhere in this config, a numeric field left out or set to 0 takes its
 // default; only MTU gives 0 a meaning of its own.
 type Overlay struct {
+	// Backend is where each node's subnet is kept: "kube" (the default: the
+	// Node's spec.podCIDR, allocated by kube-controller-manager, and the VTEP
+	// as annotations on the Node, written with the node's own credential; no
+	// node holds an etcd credential) or "etcd" (leases in etcd under
+	// /kubeforge/network; every host then needs the etcd role, because only
+	// etcd hosts may hold an etcd client certificate).
+	Backend OverlayBackend `json:"backend,omitempty"`
 	// VNI is the VXLAN network identifier (1..16777215).
 	VNI int `json:"vni,omitempty"`
 	// Port is the UDP port of VXLAN traffic; 8472 is the Linux kernel's (and
@@ -155,6 +162,16 @@ type Overlay struct {
 	// TxChecksumOffload is "auto" (default), "disabled" or "enabled"; see the constants.
 	TxChecksumOffload TxChecksumOffload `json:"txChecksumOffload,omitempty"`
 }
+
+// OverlayBackend is the overlay's subnet manager.
+type OverlayBackend string
+
+const (
+	// OverlayBackendKube keeps subnets in Node objects through the API.
+	OverlayBackendKube OverlayBackend = "kube"
+	// OverlayBackendEtcd keeps subnet leases in etcd (etcd hosts only).
+	OverlayBackendEtcd OverlayBackend = "etcd"
+)
 
 // CompactionMode is etcd's --auto-compaction-mode.
 type CompactionMode string

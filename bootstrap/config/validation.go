@@ -268,6 +268,17 @@ func (v *validator) networking(p *field.Path) {
 	}
 	v.enum(op.Child("txChecksumOffload"), string(o.TxChecksumOffload),
 		string(TxChecksumOffloadAuto), string(TxChecksumOffloadDisabled), string(TxChecksumOffloadEnabled))
+	v.enum(op.Child("backend"), string(o.Backend), string(OverlayBackendKube), string(OverlayBackendEtcd))
+	if o.Backend == OverlayBackendEtcd {
+		// Every host runs the agent; with the etcd backend it needs an etcd
+		// client certificate, which only etcd hosts may hold.
+		for i, h := range v.c.Spec.Hosts {
+			if !h.HasRole(RoleEtcd) {
+				v.add(field.Invalid(field.NewPath("spec", "hosts").Index(i).Child("roles"), h.Roles, fmt.Sprintf(
+					"host %s has no etcd role, but spec.networking.overlay.backend is etcd, which needs an etcd client certificate on every host; use backend kube (the default) or give it the etcd role", h.Name)))
+			}
+		}
+	}
 }
 
 func (v *validator) port(p *field.Path, port int) {

@@ -305,9 +305,11 @@ func apiserverStopTimeout(a Args) time.Duration {
 	return max(DefaultStopTimeout, (need + time.Second - 1).Truncate(time.Second))
 }
 
-// ControllerManagerComponent is kube-controller-manager. It does not allocate
-// node pod CIDRs unless the configuration asks for it (extraArgs
-// allocate-node-cidrs: "true"): the overlay hands out each node's subnet.
+// ControllerManagerComponent is kube-controller-manager. With the overlay's
+// kube backend (the default) it allocates each Node's spec.podCIDR from
+// spec.networking.podCIDR in /nodeSubnetSize pieces, which the overlay agents
+// route; with the etcd backend the agents allocate their subnets themselves and
+// it does not (unless extraArgs allocate-node-cidrs: "true").
 func (o Options) ControllerManagerComponent() (Component, error) {
 	if err := o.check(); err != nil {
 		return Component{}, err
@@ -319,8 +321,12 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 	}
 	kc := o.kubeconfig(certs.KubeconfigControllerManager)
 	n := o.Cluster.Spec.Networking
+	allocate := "true"
+	if n.Overlay.Backend == config.OverlayBackendEtcd {
+		allocate = "false"
+	}
 	a := Args{
-		"allocate-node-cidrs":              "false",
+		"allocate-node-cidrs":              allocate,
 		"authentication-kubeconfig":        kc,
 		"authorization-kubeconfig":         kc,
 		"bind-address":                     "127.0.0.1",
@@ -356,7 +362,7 @@ func (o Options) ControllerManagerComponent() (Component, error) {
 			a["cluster-signing-"+flag+"-key-file"] = o.pki(ca + ".key")
 		}
 	}
-	if extra["allocate-node-cidrs"] == "true" {
+	if extra["allocate-node-cidrs"] == "true" || (!extra.Has("allocate-node-cidrs") && allocate == "true") {
 		a["cluster-cidr"] = n.PodCIDR
 		a["node-cidr-mask-size"] = strconv.Itoa(n.NodeSubnetSize)
 	}

@@ -142,7 +142,10 @@ func TestExtraArgsMergeAndOverride(t *testing.T) {
 func TestControllerManagerDefaults(t *testing.T) {
 	cm := all(t, testOptions(t))[1]
 	for k, v := range map[string]string{
-		"allocate-node-cidrs":             "false",
+		// The overlay's kube backend routes the podCIDRs it allocates.
+		"allocate-node-cidrs":             "true",
+		"cluster-cidr":                    "10.244.0.0/16",
+		"node-cidr-mask-size":             "24",
 		"controllers":                     "*,bootstrapsigner,tokencleaner",
 		"use-service-account-credentials": "true",
 		"kubeconfig":                      "/etc/kubernetes/controller-manager.conf",
@@ -161,10 +164,17 @@ func TestControllerManagerDefaults(t *testing.T) {
 			t.Errorf("--%s=%q, want %q", k, cm.Args[k], v)
 		}
 	}
-	for _, k := range []string{"cluster-cidr", "cluster-signing-cert-file", "cluster-signing-key-file", "cluster-signing-legacy-unknown-cert-file"} {
+	for _, k := range []string{"cluster-signing-cert-file", "cluster-signing-key-file", "cluster-signing-legacy-unknown-cert-file"} {
 		if cm.Args.Has(k) {
 			t.Errorf("--%s is set", k)
 		}
+	}
+	// With the etcd backend the agents allocate subnets themselves.
+	eo := testOptions(t)
+	eo.Cluster.Spec.Networking.Overlay.Backend = config.OverlayBackendEtcd
+	cm = all(t, eo)[1]
+	if cm.Args["allocate-node-cidrs"] != "false" || cm.Args.Has("cluster-cidr") {
+		t.Errorf("etcd backend: --allocate-node-cidrs=%q --cluster-cidr=%q", cm.Args["allocate-node-cidrs"], cm.Args["cluster-cidr"])
 	}
 	// The controller-manager refuses the catch-all files together with
 	// per-signer ones: an operator's catch-all replaces kubeforge's per-signer set.

@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,20 +10,13 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/peer"
 
-	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/overlay/cni"
 	"github.com/kubeforge/kubeforge/components/overlay/iptables"
 	"github.com/kubeforge/kubeforge/components/overlay/subnet"
@@ -45,6 +37,8 @@ type Options struct {
 	// Ready is called once the agent is programmed and watching; nil means
 	// sd_notify(READY=1), which is a no-op outside a Type=notify unit.
 	Ready func()
+	// Manager is the subnet manager; nil means the one the config names.
+	Manager subnet.Manager
 }
 
 // Agent is the overlay agent of one node.
@@ -54,23 +48,15 @@ type Agent struct {
 	logf func(string, ...any)
 
 	nl      *netlink.Handle
-	cli     *clientv3.Client
-	reg     *subnet.Registry
+	mgr     subnet.Manager
 	network subnet.Config
 	dev     *vxlan.Device
 	m       *metrics
 
-	// watchStreams counts Watch streams gRPC opened; one opened while a watch
-	// is established means clientv3 reconnected (to another member, usually),
-	// which triggers a full resync.
-	watchStreams atomic.Int64
-	streamOpened chan struct{}
-	watchPeer    atomic.Value // string: the member the watch stream is on
-
 	mu     sync.Mutex
 	lease  subnet.Lease
+	all    map[netip.Prefix]subnet.Lease // every lease the manager reported
 	peers  map[netip.Prefix]subnet.Lease // programmed on the device
-	known  int
 	st     runState
 	server *http.Server
 	addr   net.Addr
@@ -80,6 +66,7 @@ type runState struct {
 	ready          bool
 	problem        string
 	revision       int64
+	source         string
 	resyncs        int
 	lastResync     string
 	lastSync       time.Time
@@ -104,7 +91,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	if opts.Ready == nil {
 		opts.Ready = func() { _, _ = daemon.SdNotify(false, daemon.SdNotifyReady) }
 	}
-	return &Agent{cfg: cfg, opts: opts, logf: opts.Logf, m: newMetrics(), peers: map[netip.Prefix]subnet.Lease{}, streamOpened: make(chan struct{}, 1)}, nil
+	return &Agent{cfg: cfg, opts: opts, logf: opts.Logf, m: newMetrics(), all: map[netip.Prefix]subnet.Lease{}, peers: map[netip.Prefix]subnet.Lease{}}, nil
 }
 
 // Addr is where the health server listens (after Run started it).
@@ -114,18 +101,22 @@ func (a *Agent) Addr() net.Addr {
 	return a.addr
 }
 
-// Run sets the node up and then follows etcd until ctx ends. A clean stop leaves
-// the lease in etcd to expire on its own, so a restart finds its subnet again and
-// no peer reprograms anything.
+// Run sets the node up and then follows the subnet manager until ctx ends. A
+// clean stop leaves the lease where it is (an etcd lease expires on its own, a
+// Node keeps its podCIDR), so a restart finds its subnet again and no peer
+// reprograms anything.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
-	if err := a.setup(ctx); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	updates, watchErr, err := a.setup(ctx)
+	if err != nil {
 		return err
 	}
 	a.opts.Ready()
-	err := a.loop(ctx)
+	err = a.loop(ctx, updates, watchErr)
 	if ctx.Err() != nil {
-		a.logf("stopping; lease on %s stays in etcd until it expires (up to %s), so a restart keeps the subnet", a.lease.Subnet, a.cfg.LeaseTTL)
+		a.logf("stopping; subnet %s stays with this node (%s backend), so a restart keeps it", a.lease.Subnet, a.mgr.Name())
 		return nil
 	}
 	return err
@@ -137,15 +128,18 @@ func (a *Agent) close() {
 		_ = a.server.Shutdown(sctx)
 		cancel()
 	}
-	if a.cli != nil {
-		_ = a.cli.Close()
+	if a.mgr != nil {
+		_ = a.mgr.Close()
 	}
 	if a.nl != nil {
 		a.nl.Close()
 	}
 }
 
-func (a *Agent) setup(ctx context.Context) error {
+// setup acquires the subnet, builds the device and the node's files around it,
+// and programs the peers of the manager's first snapshot. The watch it starts
+// goes on delivering into the returned channel.
+func (a *Agent) setup(ctx context.Context) (<-chan subnet.Update, <-chan error, error) {
 	var err error
 	if a.opts.NS.IsOpen() {
 		a.nl, err = netlink.NewHandleAt(a.opts.NS)
@@ -153,24 +147,26 @@ func (a *Agent) setup(ctx context.Context) error {
 		a.nl, err = netlink.NewHandle()
 	}
 	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return nil, nil, fmt.Errorf("netlink: %w", err)
 	}
 	publicIP := netip.MustParseAddr(a.cfg.PublicIP)
 	if a.cfg.Interface == "" {
-		// Fail before touching etcd when the address is not this node's.
+		// Fail before touching the store when the address is not this node's.
 		if _, err := vxlan.FindUnderlay(a.nl, publicIP); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if err := a.startHealth(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := a.connect(); err != nil {
-		return err
+	a.mgr = a.opts.Manager
+	if a.mgr == nil {
+		if a.mgr, err = newManager(a.cfg, a.logf, a.storeProblem); err != nil {
+			return nil, nil, err
+		}
 	}
-	a.reg = subnet.New(a.cli, a.cfg.Etcd.Prefix)
-	if a.network, err = a.networkConfig(ctx); err != nil {
-		return err
+	if a.network, err = a.mgr.Network(ctx); err != nil {
+		return nil, nil, err
 	}
 	hint := netip.Prefix{}
 	if data, err := os.ReadFile(a.cfg.SubnetFile); err == nil {
@@ -178,148 +174,49 @@ func (a *Agent) setup(ctx context.Context) error {
 			hint = p
 		}
 	}
-	mac := vxlan.DeviceMAC(a.cfg.NodeName, a.network.VNI)
-	lease, err := a.acquire(ctx, subnet.Attrs{Node: a.cfg.NodeName, PublicIP: a.cfg.PublicIP, VtepMAC: mac.String()}, hint)
+	lease, err := a.acquire(ctx, hint)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := a.ensureDevice(lease); err != nil {
-		return err
+		return nil, nil, err
 	}
+	// The CNI config is written only now that the subnet is known.
 	if err := a.ensureHost(ctx, lease); err != nil {
-		return err
+		return nil, nil, err
 	}
-	snap, err := a.reg.List(ctx)
+	updates, watchErr := make(chan subnet.Update, 16), make(chan error, 1)
+	go func() { watchErr <- a.mgr.Watch(ctx, updates) }()
+	select {
+	case u := <-updates:
+		if u.Snapshot == nil {
+			return nil, nil, fmt.Errorf("%s subnet manager: the first update is not a snapshot", a.mgr.Name())
+		}
+		a.applySnapshot(u, false)
+	case err := <-watchErr:
+		return nil, nil, fmt.Errorf("%s subnet manager: watching leases: %w", a.mgr.Name(), err)
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	return updates, watchErr, nil
+}
+
+// storeProblem is what a subnet manager reports while its store is unreachable.
+func (a *Agent) storeProblem(p string) {
+	a.m.inc("kubeforge_overlay_errors_total", "op", "store")
+	a.setProblem(p)
+}
+
+func (a *Agent) attrs() subnet.Attrs {
+	return subnet.Attrs{Node: a.cfg.NodeName, PublicIP: a.cfg.PublicIP, VtepMAC: vxlan.DeviceMAC(a.cfg.NodeName, a.network.VNI).String()}
+}
+
+func (a *Agent) acquire(ctx context.Context, hint netip.Prefix) (subnet.Lease, error) {
+	l, err := a.mgr.Acquire(ctx, subnet.AcquireRequest{Attrs: a.attrs(), Network: a.network, Hint: hint, TTL: a.cfg.TTL(), Logf: a.logf})
 	if err != nil {
-		return err
+		return l, fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
 	}
-	a.syncTo(snap, "start")
-	return nil
-}
-
-// connect opens the etcd client with the agent's own certificate. A gRPC stream
-// interceptor notices every Watch stream clientv3 opens: one opened while the
-// watch is established is a reconnect.
-func (a *Agent) connect() error {
-	var tlsCfg *tls.Config
-	if a.cfg.Etcd.CAFile != "" {
-		var err error
-		tlsCfg, err = etcd.TLSFiles{CA: a.cfg.Etcd.CAFile, Cert: a.cfg.Etcd.CertFile, Key: a.cfg.Etcd.KeyFile}.Config(etcd.LocalRead)
-		if err != nil {
-			return err
-		}
-	}
-	intercept := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err == nil && strings.HasSuffix(method, "/Watch") {
-			a.watchStreams.Add(1)
-			if p, ok := peer.FromContext(cs.Context()); ok && p.Addr != nil {
-				a.watchPeer.Store(p.Addr.String())
-			}
-			select {
-			case a.streamOpened <- struct{}{}:
-			default:
-			}
-		}
-		return cs, err
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            a.cfg.Etcd.Endpoints,
-		TLS:                  tlsCfg,
-		DialTimeout:          etcd.DialTimeout,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 5 * time.Second,
-		DialOptions:          []grpc.DialOption{grpc.WithChainStreamInterceptor(intercept)},
-		Logger:               zap.NewNop(),
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", a.cfg.Etcd.Endpoints, err)
-	}
-	a.cli = cli
-	return nil
-}
-
-// networkConfig stores the configured network in etcd (or checks it against what
-// is there), or waits for one to appear when the agent has none of its own.
-func (a *Agent) networkConfig(ctx context.Context) (subnet.Config, error) {
-	if a.cfg.Network != nil {
-		created, err := retry(ctx, a, "storing the network config", func(ctx context.Context) (bool, error) {
-			return a.reg.EnsureConfig(ctx, *a.cfg.Network)
-		})
-		if err != nil {
-			return subnet.Config{}, err
-		}
-		if created {
-			a.logf("stored network config in etcd: %s, /%d per node, vni %d, port %d", a.cfg.Network.Network, a.cfg.Network.SubnetLen, a.cfg.Network.VNI, a.cfg.Network.Port)
-		}
-		return *a.cfg.Network, nil
-	}
-	for {
-		c, err := retry(ctx, a, "reading the network config", func(ctx context.Context) (subnet.Config, error) {
-			c, err := a.reg.Config(ctx)
-			if errors.Is(err, subnet.ErrNoConfig) {
-				return subnet.Config{}, nil
-			}
-			return c, err
-		})
-		if err != nil {
-			return subnet.Config{}, err
-		}
-		if c.Network != "" {
-			return c, nil
-		}
-		a.logf("no network config in etcd under %s yet; waiting for init to write it", a.cfg.Etcd.Prefix)
-		wctx, cancel := context.WithCancel(ctx)
-		wch := a.cli.Watch(wctx, strings.TrimSuffix(a.cfg.Etcd.Prefix, "/")+"/config")
-		select {
-		case <-wch:
-		case <-ctx.Done():
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return subnet.Config{}, ctx.Err()
-		}
-	}
-}
-
-// retry repeats an etcd operation with backoff while etcd is unreachable; errors
-// that are about the data (a mismatching config, a full pool) are returned at once.
-func retry[T any](ctx context.Context, a *Agent, what string, f func(context.Context) (T, error)) (T, error) {
-	backoff := 500 * time.Millisecond
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		v, err := f(cctx)
-		cancel()
-		if err == nil || !transient(err) || ctx.Err() != nil {
-			return v, err
-		}
-		a.m.inc("kubeforge_overlay_errors_total", "op", "etcd")
-		a.setProblem(fmt.Sprintf("%s: %v", what, err))
-		a.logf("%s: %v; retrying in %s", what, err, backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return v, ctx.Err()
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-}
-
-func transient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Unavailable") ||
-		strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "no leader") ||
-		strings.Contains(err.Error(), "leader changed") || strings.Contains(err.Error(), "timed out")
-}
-
-func (a *Agent) acquire(ctx context.Context, attrs subnet.Attrs, hint netip.Prefix) (subnet.Lease, error) {
-	l, err := retry(ctx, a, "acquiring a subnet", func(ctx context.Context) (subnet.Lease, error) {
-		return a.reg.Acquire(ctx, subnet.AcquireRequest{Attrs: attrs, Network: a.network, Hint: hint, TTL: a.cfg.TTL(), Logf: a.logf})
-	})
-	if err != nil {
-		return l, fmt.Errorf("node %s: %w", attrs.Node, err)
-	}
-	a.logf("holding subnet %s (etcd lease %x, key %s) for %s at %s, vtep mac %s",
-		l.Subnet, int64(l.LeaseID), subnet.SubnetKey(a.reg.Prefix(), l.Subnet), l.Node, l.PublicIP, l.VtepMAC)
+	a.logf("holding subnet %s (%s, %s backend) for %s at %s, vtep mac %s", l.Subnet, l.Holder(), a.mgr.Name(), l.Node, l.PublicIP, l.VtepMAC)
 	a.mu.Lock()
 	a.lease = l
 	a.mu.Unlock()
@@ -432,14 +329,44 @@ func (a *Agent) wanted(l subnet.Lease) (bool, string) {
 	return true, ""
 }
 
-// syncTo makes the device hold exactly the snapshot's peers.
-func (a *Agent) syncTo(snap *subnet.Snapshot, reason string) {
-	for _, err := range snap.Invalid {
+// applySnapshot replaces everything known with u's snapshot and makes the device
+// hold exactly its peers; resync counts it as one (every snapshot after the
+// first is).
+func (a *Agent) applySnapshot(u subnet.Update, resync bool) {
+	for _, err := range u.Snapshot.Invalid {
 		a.logf("skipping %v", err)
 	}
+	all := map[netip.Prefix]subnet.Lease{}
+	for _, l := range u.Snapshot.Leases {
+		all[l.Subnet] = l
+	}
+	a.mu.Lock()
+	a.all = all
+	a.st.revision, a.st.source = u.Revision, u.Source
+	if resync {
+		a.st.resyncs++
+		a.st.lastResync = u.Reason
+	}
+	a.mu.Unlock()
+	if resync {
+		a.m.inc("kubeforge_overlay_resyncs_total", "reason", reasonLabel(u.Reason))
+	}
+	a.syncAll(u.Reason)
+}
+
+// syncAll makes the device hold exactly the wanted peers among all leases known.
+func (a *Agent) syncAll(reason string) {
+	a.mu.Lock()
+	leases := make([]subnet.Lease, 0, len(a.all))
+	for _, l := range a.all {
+		leases = append(leases, l)
+	}
+	rev := a.st.revision
+	a.mu.Unlock()
+	subnet.SortLeases(leases)
 	var peers []vxlan.Peer
 	want := map[netip.Prefix]subnet.Lease{}
-	for _, l := range snap.Leases {
+	for _, l := range leases {
 		ok, why := a.wanted(l)
 		if why != "" {
 			a.logf("%s", why)
@@ -457,12 +384,10 @@ func (a *Agent) syncTo(snap *subnet.Snapshot, reason string) {
 		a.m.inc("kubeforge_overlay_errors_total", "op", "sync")
 		a.logf("sync (%s): %v", reason, err)
 	}
-	a.logf("synced %d peers at etcd revision %d (%s): %d added, %d updated, %d removed, %d unchanged in %s",
-		len(peers), snap.Revision, reason, res.Added, res.Updated, res.Removed, res.Unchanged, d.Round(time.Microsecond))
+	a.logf("synced %d peers at %s revision %d (%s): %d added, %d updated, %d removed, %d unchanged in %s",
+		len(peers), a.mgr.Name(), rev, reason, res.Added, res.Updated, res.Removed, res.Unchanged, d.Round(time.Microsecond))
 	a.mu.Lock()
 	a.peers = want
-	a.known = len(snap.Leases)
-	a.st.revision = snap.Revision
 	a.st.lastSync = time.Now()
 	a.st.lastSyncResult = res
 	if err != nil {
@@ -472,25 +397,51 @@ func (a *Agent) syncTo(snap *subnet.Snapshot, reason string) {
 	}
 	a.mu.Unlock()
 	a.m.set("kubeforge_overlay_peers", float64(len(want)))
-	a.m.set("kubeforge_overlay_leases", float64(len(snap.Leases)))
+	a.m.set("kubeforge_overlay_leases", float64(len(leases)))
 }
 
-// handle applies one watch event.
-func (a *Agent) handle(ctx context.Context, ev *clientv3.Event) error {
-	a.m.inc("kubeforge_overlay_watch_events_total")
-	key := string(ev.Kv.Key)
-	p, err := subnet.ParseSubnetKey(a.reg.Prefix(), key)
-	if err != nil {
-		a.logf("ignoring %v", err)
+// onUpdate is the handler of the manager's watch: a snapshot resyncs, events
+// are applied one by one; an event that cannot be applied resyncs from what is
+// known.
+func (a *Agent) onUpdate(ctx context.Context, u subnet.Update) error {
+	if u.Snapshot != nil {
+		a.applySnapshot(u, true)
 		return nil
 	}
+	for _, ev := range u.Events {
+		a.m.inc("kubeforge_overlay_watch_events_total")
+		if err := a.onEvent(ctx, ev); err != nil {
+			if errors.Is(err, errSubnetChanged) {
+				return err
+			}
+			a.logf("%v; resyncing", err)
+			a.syncAll("failed to apply an event")
+			break
+		}
+	}
+	a.mu.Lock()
+	a.st.revision, a.st.source = u.Revision, u.Source
+	a.mu.Unlock()
+	return nil
+}
+
+// onEvent applies one lease change to the device.
+func (a *Agent) onEvent(ctx context.Context, ev subnet.Event) error {
+	l, p := ev.Lease, ev.Lease.Subnet
 	a.mu.Lock()
 	old, had := a.peers[p]
+	if ev.Type == subnet.Removed {
+		delete(a.all, p)
+	} else {
+		a.all[p] = l
+	}
+	known := len(a.all)
 	a.mu.Unlock()
-	if ev.Type == mvccpb.DELETE {
-		a.addKnown(-1)
-		if p == a.ownSubnet() {
-			return a.reclaim(ctx, "this node's lease was deleted from etcd")
+	a.m.set("kubeforge_overlay_leases", float64(known))
+	own := a.ownSubnet()
+	if ev.Type == subnet.Removed {
+		if p == own && (l.Node == "" || l.Node == a.cfg.NodeName) {
+			return a.reclaim(ctx, fmt.Sprintf("this node's lease was removed from %s", a.mgr.Name()))
 		}
 		if !had {
 			return nil
@@ -510,16 +461,8 @@ func (a *Agent) handle(ctx context.Context, ev *clientv3.Event) error {
 		a.logf("removed peer %s (%s at %s): lease gone", p, old.Node, old.PublicIP)
 		return nil
 	}
-	l, err := a.reg.Decode(ev.Kv)
-	if err != nil {
-		a.logf("ignoring %v", err)
-		return nil
-	}
-	if ev.IsCreate() {
-		a.addKnown(1)
-	}
-	if p == a.ownSubnet() && l.Node != a.cfg.NodeName {
-		return a.reclaim(ctx, fmt.Sprintf("the etcd key of this node's subnet %s was overwritten by node %s at %s", p, l.Node, l.PublicIP))
+	if p == own && l.Node != a.cfg.NodeName {
+		return a.reclaim(ctx, fmt.Sprintf("this node's subnet %s was taken over by node %s at %s", p, l.Node, l.PublicIP))
 	}
 	ok, why := a.wanted(l)
 	if why != "" {
@@ -538,7 +481,7 @@ func (a *Agent) handle(ctx context.Context, ev *clientv3.Event) error {
 			a.logf("removing the old entries of %s: %v", p, err)
 		}
 	}
-	err = a.dev.Add(peerOf(l))
+	err := a.dev.Add(peerOf(l))
 	a.m.observe("add", time.Since(t0))
 	if err != nil {
 		a.m.inc("kubeforge_overlay_errors_total", "op", "add")
@@ -561,13 +504,13 @@ func (a *Agent) handle(ctx context.Context, ev *clientv3.Event) error {
 // a restart rebuilds device, CNI config and rules around the new one in order.
 var errSubnetChanged = errors.New("subnet changed")
 
-// reclaim re-registers the node after its lease vanished while the agent ran.
+// reclaim acquires the node's subnet again after its lease vanished while the
+// agent ran.
 func (a *Agent) reclaim(ctx context.Context, why string) error {
 	old := a.ownSubnet()
 	a.logf("%s; registering %s again", why, old)
 	a.m.inc("kubeforge_overlay_lease_keepalive_lost_total")
-	attrs := subnet.Attrs{Node: a.cfg.NodeName, PublicIP: a.cfg.PublicIP, VtepMAC: vxlan.DeviceMAC(a.cfg.NodeName, a.network.VNI).String()}
-	l, err := a.acquire(ctx, attrs, old)
+	l, err := a.acquire(ctx, old)
 	if err != nil {
 		return err
 	}
@@ -577,149 +520,66 @@ func (a *Agent) reclaim(ctx context.Context, why string) error {
 	return nil
 }
 
-// loop follows etcd: subnet events from a watch, the lease's keepalive, and a full
-// resync whenever the watch broke, was compacted or clientv3 reconnected.
-func (a *Agent) loop(ctx context.Context) error {
-	var (
-		ka       <-chan *clientv3.LeaseKeepAliveResponse
-		kaID     clientv3.LeaseID
-		kaCancel context.CancelFunc = func() {}
-	)
-	defer func() { kaCancel() }()
-	// keepAlive (re)starts the keepalive whenever the node's lease is another one
-	// than the one kept alive (after a reclaim).
-	keepAlive := func() error {
+// loop runs one handler per event source: the manager's watch, the renewal of
+// this node's lease, and the VXLAN device's netlink notifications.
+func (a *Agent) loop(ctx context.Context, updates <-chan subnet.Update, watchErr <-chan error) error {
+	lost := make(chan error, 1)
+	renew := func() context.CancelFunc {
+		rctx, cancel := context.WithCancel(ctx)
 		a.mu.Lock()
 		l := a.lease
 		a.mu.Unlock()
-		if l.LeaseID == kaID {
-			return nil
-		}
-		kaCancel()
-		var kctx context.Context
-		kctx, kaCancel = context.WithCancel(ctx)
-		ch, err := a.reg.KeepAlive(kctx, l)
-		if err != nil {
-			return err
-		}
-		ka, kaID = ch, l.LeaseID
-		return nil
+		go func() {
+			if err := a.mgr.Renew(rctx, l); err != nil && rctx.Err() == nil {
+				lost <- err
+			}
+		}()
+		return cancel
 	}
-	if err := keepAlive(); err != nil {
-		return err
-	}
+	stopRenew := renew()
+	defer func() { stopRenew() }()
 	linkGone := a.watchLink(ctx)
 	a.setReady(true)
 	a.m.set("kubeforge_overlay_ready", 1)
-	var (
-		wctx    context.Context
-		wcancel context.CancelFunc = func() {}
-		wch     clientv3.WatchChan
-		created bool
-		base    int64
-	)
-	startWatch := func(rev int64) {
-		wcancel()
-		wctx, wcancel = context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch = a.cli.Watch(wctx, a.reg.SubnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
-		created = false
-	}
-	defer func() { wcancel() }()
-	resync := func(reason string) error {
-		wcancel()
-		snap, err := retry(ctx, a, "listing leases for a resync", a.reg.List)
-		if err != nil {
-			return err
-		}
-		a.syncTo(snap, reason)
-		startWatch(snap.Revision)
-		a.m.inc("kubeforge_overlay_resyncs_total", "reason", reasonLabel(reason))
-		a.mu.Lock()
-		a.st.resyncs++
-		a.st.lastResync = reason
-		a.mu.Unlock()
-		return nil
-	}
-	a.mu.Lock()
-	rev := a.st.revision
-	a.mu.Unlock()
-	startWatch(rev)
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case resp, ok := <-wch:
-			if !ok {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err := resync("watch channel closed"); err != nil {
-					return err
-				}
-				continue
+		case u := <-updates:
+			before := a.lease
+			err = a.onUpdate(ctx, u)
+			if err == nil && a.lease != before {
+				stopRenew()
+				stopRenew = renew()
 			}
-			if resp.Created {
-				created, base = true, a.watchStreams.Load()
-				continue
-			}
-			if err := resp.Err(); err != nil {
-				reason := "watch error: " + err.Error()
-				if resp.CompactRevision != 0 {
-					reason = fmt.Sprintf("watch compacted at revision %d", resp.CompactRevision)
-				}
-				a.m.inc("kubeforge_overlay_errors_total", "op", "watch")
-				if err := resync(reason); err != nil {
-					return err
-				}
-				continue
-			}
-			for _, ev := range resp.Events {
-				if err := a.handle(ctx, ev); err != nil {
-					if errors.Is(err, errSubnetChanged) {
-						return err
-					}
-					a.logf("%v; resyncing", err)
-					if err := resync("failed to apply an event"); err != nil {
-						return err
-					}
-					break
-				}
-			}
-			a.mu.Lock()
-			a.st.revision = resp.Header.Revision
-			a.mu.Unlock()
-			if err := keepAlive(); err != nil {
-				return err
-			}
-		case <-a.streamOpened:
-			if created && a.watchStreams.Load() > base {
-				ep, _ := a.watchPeer.Load().(string)
-				if err := resync("etcd watch stream re-established on " + ep); err != nil {
-					return err
-				}
-			}
-		case _, ok := <-ka:
-			if ok {
-				continue
-			}
+		case err = <-watchErr:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := a.reclaim(ctx, "the etcd lease keepalive ended (lease expired or revoked)"); err != nil {
-				return err
+			err = fmt.Errorf("%s subnet manager: watching leases: %w", a.mgr.Name(), err)
+		case lerr := <-lost:
+			if !errors.Is(lerr, subnet.ErrLeaseLost) {
+				err = lerr
+				break
 			}
-			kaID = 0 // the same lease may have come back; keep it alive anew
-			if err := keepAlive(); err != nil {
-				return err
+			if err = a.reclaim(ctx, lerr.Error()); err == nil {
+				stopRenew()
+				stopRenew = renew()
 			}
 		case why := <-linkGone:
 			a.logf("%s; recreating it", why)
-			if err := a.ensureDevice(a.lease); err != nil {
-				return err
+			if err = a.ensureDevice(a.lease); err == nil {
+				a.mu.Lock()
+				a.st.resyncs++
+				a.st.lastResync = "device recreated"
+				a.mu.Unlock()
+				a.m.inc("kubeforge_overlay_resyncs_total", "reason", reasonLabel("device recreated"))
+				a.syncAll("device recreated")
 			}
-			if err := resync("device recreated"); err != nil {
-				return err
-			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
@@ -769,14 +629,6 @@ func (a *Agent) watchLink(ctx context.Context) <-chan string {
 		}
 	}()
 	return out
-}
-
-func (a *Agent) addKnown(d int) {
-	a.mu.Lock()
-	a.known = max(0, a.known+d)
-	n := a.known
-	a.mu.Unlock()
-	a.m.set("kubeforge_overlay_leases", float64(n))
 }
 
 func (a *Agent) setReady(r bool) {

@@ -76,6 +76,7 @@ func newTestNode(t *testing.T, name, ip string, ns *nettest.NS, endpoint, hint s
 	cfg := &Config{
 		NodeName:          name,
 		PublicIP:          ip,
+		Backend:           BackendEtcd,
 		Etcd:              Etcd{Endpoints: []string{endpoint}},
 		Network:           testNetwork(),
 		TxChecksumOffload: vxlan.TxOffloadAuto,
@@ -358,59 +359,10 @@ func TestAgent(t *testing.T) {
 	})
 }
 
-// A watch that starts behind etcd's compaction gets a compaction error; the agent
-// answers with a full resync that also catches what it missed.
-func TestAgentResyncsAfterCompaction(t *testing.T) {
-	nettest.Require(t)
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	a, _ := twoNodes(t, srv)
-	agent, err := New(a.cfg, Options{NS: a.ns.Handle, IPTables: iptables.Exec(a.ns.Prefix()...), Logf: a.log.logf, Ready: func() {}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	defer agent.close()
-	if err := agent.setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stale := agent.Status().Revision
-	// Changes the agent does not see, then compaction past its revision.
-	putLease(t, cli, "10.244.210.0/24", "missed", "192.0.2.70", "0e:00:00:00:00:70")
-	putLease(t, cli, "10.244.211.0/24", "gone", "192.0.2.71", "0e:00:00:00:00:71")
-	_, _ = cli.Delete(ctx, subnet.SubnetKey(subnet.DefaultPrefix, netip.MustParsePrefix("10.244.211.0/24")))
-	resp, err := cli.Get(ctx, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
-		t.Fatal(err)
-	}
-	if stale >= resp.Header.Revision {
-		t.Fatalf("revision %d not behind %d", stale, resp.Header.Revision)
-	}
-	done := make(chan error, 1)
-	go func() { done <- agent.loop(ctx) }()
-	eventually(t, "the resync after compaction", func() bool { return agent.Status().Resyncs > 0 })
-	st := agent.Status()
-	if !strings.HasPrefix(st.LastResync, "watch compacted at revision") {
-		t.Errorf("last resync %q", st.LastResync)
-	}
-	if len(st.Peers) != 1 || st.Peers[0].Node != "missed" {
-		t.Errorf("peers after resync: %+v", st.Peers)
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the agent's loop did not return within 30s of its context ending")
-	}
-}
-
 func TestConfigParse(t *testing.T) {
 	good := `nodeName: node01
 publicIP: 192.168.161.152
+backend: etcd
 etcd:
   endpoints: [https://192.168.161.151:2379]
   caFile: /etc/kubernetes/pki/etcd/ca.crt
@@ -432,6 +384,16 @@ network: {network: 10.244.0.0/16, subnetLen: 24, vni: 1, port: 8472}
 	if c2, err := ParseConfig(out); err != nil || c2.NodeName != "node01" || c2.Network.Network != "10.244.0.0/16" {
 		t.Fatalf("round trip: %v\n%s", err, out)
 	}
+	if c, err := ParseConfig([]byte(strings.Replace(good, "backend: etcd\n", "", 1))); err != nil || c.Backend != BackendEtcd {
+		t.Errorf("a config from before backends existed (etcd endpoints, no backend) must stay etcd: %+v %v", c, err)
+	}
+	kube := "nodeName: node01\npublicIP: 192.168.161.152\nkubeconfig: /etc/kubernetes/kubelet.conf\nnetwork: {network: 10.244.0.0/16, subnetLen: 24, vni: 1, port: 8472}\n"
+	if c, err := ParseConfig([]byte(kube)); err != nil || c.Backend != BackendKube {
+		t.Fatalf("kube is the default backend and needs no etcd: %+v %v", c, err)
+	}
+	if _, err := ParseConfig([]byte(strings.Replace(kube, "network:", "x:", 1))); err == nil {
+		t.Errorf("kube backend without a network accepted")
+	}
 	for bad, want := range map[string]string{
 		strings.Replace(good, "publicIP", "publicAddress", 1):                       "unknown field",
 		strings.Replace(good, "192.168.161.152", "fd00::1", 1):                      "publicIP",
@@ -441,6 +403,8 @@ network: {network: 10.244.0.0/16, subnetLen: 24, vni: 1, port: 8472}
 		good + "txChecksumOffload: off\n":                                           "txChecksumOffload",
 		good + "leaseTTL: 1s\n":                                                     "leaseTTL",
 		good + "subnetFile: subnet.env\n":                                           "subnetFile",
+		strings.Replace(good, "backend: etcd", "backend: flannel", 1):               "backend",
+		strings.Replace(good, "backend: etcd", "backend: kube", 1):                  "kubeconfig",
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("config with %q: %v", want, err)

@@ -39,9 +39,18 @@ type Config struct {
 	PublicIP string `json:"publicIP"`
 	// Interface is the underlay interface; empty means the one holding PublicIP.
 	Interface string `json:"interface,omitempty"`
-	Etcd      Etcd   `json:"etcd"`
-	// Network, when set, is stored in etcd unless a configuration is there, and
-	// must match the one that is. Without it the agent waits for one in etcd.
+	// Backend is the subnet manager: kube (the default; Node.spec.podCIDR and
+	// annotations through the API, as the node) or etcd (leases in etcd, only
+	// on hosts with the etcd role).
+	Backend string `json:"backend,omitempty"`
+	// Kubeconfig is the node's own credential for the kube backend (the
+	// kubelet's kubeconfig).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Etcd is how the etcd backend reaches etcd.
+	Etcd Etcd `json:"etcd,omitzero"`
+	// Network is the pod network. The kube backend requires it. The etcd
+	// backend stores it unless a configuration is there, and it must match the
+	// one that is; without it the agent waits for one in etcd.
 	Network *subnet.Config `json:"network,omitempty"`
 	// TxChecksumOffload is disabled, enabled or auto (off only on kernels with
 	// the VXLAN checksum bug).
@@ -61,7 +70,7 @@ type Config struct {
 // Etcd is how the agent reaches etcd: with its own client certificate
 // (etcd/overlay-client.crt), never the apiserver's.
 type Etcd struct {
-	Endpoints []string `json:"endpoints"`
+	Endpoints []string `json:"endpoints,omitempty"`
 	CAFile    string   `json:"caFile,omitempty"`
 	CertFile  string   `json:"certFile,omitempty"`
 	KeyFile   string   `json:"keyFile,omitempty"`
@@ -71,6 +80,13 @@ type Etcd struct {
 
 // SetDefaults fills empty fields.
 func (c *Config) SetDefaults() {
+	switch {
+	case c.Backend == "" && len(c.Etcd.Endpoints) > 0:
+		// A config written before there were backends: it is an etcd one.
+		c.Backend = BackendEtcd
+	case c.Backend == "":
+		c.Backend = BackendKube
+	}
 	if c.TxChecksumOffload == "" {
 		c.TxChecksumOffload = defaultTxCksum
 	}
@@ -90,7 +106,7 @@ func (c *Config) SetDefaults() {
 	if c.CNIConfFile == "" {
 		c.CNIConfFile = cni.DefaultConfPath
 	}
-	if c.Etcd.Prefix == "" {
+	if c.Etcd.Prefix == "" && c.Backend == BackendEtcd {
 		c.Etcd.Prefix = subnet.DefaultPrefix
 	}
 }
@@ -107,8 +123,20 @@ func (c *Config) Validate() error {
 	if ip, err := netip.ParseAddr(c.PublicIP); err != nil || !ip.Is4() {
 		bad("publicIP", "%q is not an IPv4 address", c.PublicIP)
 	}
-	if len(c.Etcd.Endpoints) == 0 {
-		bad("etcd.endpoints", "at least one endpoint is required")
+	switch c.Backend {
+	case BackendKube:
+		if c.Kubeconfig == "" || !filepath.IsAbs(c.Kubeconfig) {
+			bad("kubeconfig", "%q: the kube backend needs the absolute path of the node's kubeconfig", c.Kubeconfig)
+		}
+		if c.Network == nil {
+			bad("network", "required with the kube backend")
+		}
+	case BackendEtcd:
+		if len(c.Etcd.Endpoints) == 0 {
+			bad("etcd.endpoints", "at least one endpoint is required with the etcd backend")
+		}
+	default:
+		bad("backend", "%q: want %s or %s", c.Backend, BackendKube, BackendEtcd)
 	}
 	tls := false
 	for i, e := range c.Etcd.Endpoints {
@@ -131,7 +159,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if !strings.HasPrefix(c.Etcd.Prefix, "/") {
+	if c.Backend == BackendEtcd && !strings.HasPrefix(c.Etcd.Prefix, "/") {
 		bad("etcd.prefix", "%q must start with /", c.Etcd.Prefix)
 	}
 	if c.Network != nil {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
@@ -32,20 +34,22 @@ import (
 //     and CNI config are in place and every peer is programmed, so "active" means
 //     pods can be networked, and `systemctl start` (the phase) waits for exactly
 //     that.
-//   - Before=kubelet.service: the kubelet should find the CNI config at start.
-//   - TimeoutStartSec=120: an agent that cannot reach etcd keeps retrying inside;
-//     after two minutes systemd restarts it, which shows in the journal.
+//   - No Before=kubelet.service: with the kube backend the agent waits for the
+//     Node the kubelet registers; the kubelet reports NotReady until the CNI
+//     config appears, and needs nothing else from the agent.
+//   - TimeoutStartSec=120: an agent that cannot reach its store (or whose Node
+//     gets no podCIDR within 90 s) keeps retrying inside or fails; after two
+//     minutes systemd restarts it, which shows in the journal.
 //   - Restart=always, RestartSec=5s, StartLimitInterval=0 (in [Service], where
 //     219 reads it): the pod network is never given up on.
 //   - No secrets: the config file holds only paths to the certificate and key.
 func Unit() []byte {
 	return []byte(`# kubeforge overlay agent, written by kubeforge. Settings: ` + ConfigPath + `
 [Unit]
-Description=kubeforge overlay network agent (VXLAN, etcd subnet leases)
+Description=kubeforge overlay network agent (VXLAN)
 Documentation=https://github.com/kubeforge/kubeforge
 After=network-online.target
 Wants=network-online.target
-Before=kubelet.service
 
 [Service]
 Type=notify
@@ -61,34 +65,37 @@ WantedBy=multi-user.target
 `)
 }
 
-// AgentConfigFor is the agent's config for node of cluster c: every etcd member
-// as an endpoint, the overlay client certificate under certDir, and the network
-// from spec.networking.
+// AgentConfigFor is the agent's config for node of cluster c, with the network
+// from spec.networking. With the kube backend (the default) the agent acts as
+// the node through the kubelet's kubeconfig (under certs.DefaultKubeconfigDir;
+// Install puts it under its KubeconfigDir) and needs nothing else. With the
+// etcd backend: every etcd member as an endpoint and the overlay client
+// certificate under certDir; a node without the etcd role is refused.
 func AgentConfigFor(c *config.Cluster, node config.Host, certDir string) (*Config, error) {
-	members := c.HostsWithRole(config.RoleEtcd)
-	if len(members) == 0 {
-		return nil, fmt.Errorf("the cluster configuration has no host with role %q for the overlay to store its leases in", config.RoleEtcd)
-	}
-	var eps []string
-	for _, m := range members {
-		eps = append(eps, "https://"+net.JoinHostPort(m.Address, strconv.Itoa(etcd.DefaultClientPort)))
-	}
-	crt, key, err := certs.CertPaths(certDir, certs.CertEtcdOverlayClient)
-	if err != nil {
-		return nil, err
-	}
 	n := c.Spec.Networking
 	cfg := &Config{
-		NodeName: node.Name,
-		PublicIP: node.Address,
-		Etcd: Etcd{
-			Endpoints: eps,
-			CAFile:    filepath.Join(etcd.PKIDir(certDir), "ca.crt"),
-			CertFile:  crt,
-			KeyFile:   key,
-		},
+		NodeName:          node.Name,
+		PublicIP:          node.Address,
+		Backend:           BackendKube,
+		Kubeconfig:        filepath.Join(certs.DefaultKubeconfigDir, "kubelet.conf"),
 		Network:           &subnet.Config{Network: n.PodCIDR, SubnetLen: n.NodeSubnetSize, VNI: n.Overlay.VNI, Port: n.Overlay.Port, MTU: n.Overlay.MTU},
 		TxChecksumOffload: string(n.Overlay.TxChecksumOffload),
+	}
+	if n.Overlay.Backend == config.OverlayBackendEtcd {
+		if !node.HasRole(config.RoleEtcd) {
+			return nil, fmt.Errorf("host %s has no etcd role, but spec.networking.overlay.backend is etcd, which needs an etcd client certificate on every node; use backend kube (the default) or join it with the etcd role", node.Name)
+		}
+		members := c.HostsWithRole(config.RoleEtcd)
+		var eps []string
+		for _, m := range members {
+			eps = append(eps, "https://"+net.JoinHostPort(m.Address, strconv.Itoa(etcd.DefaultClientPort)))
+		}
+		crt, key, err := certs.CertPaths(certDir, certs.CertEtcdOverlayClient)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Backend, cfg.Kubeconfig = BackendEtcd, ""
+		cfg.Etcd = Etcd{Endpoints: eps, CAFile: filepath.Join(etcd.PKIDir(certDir), "ca.crt"), CertFile: crt, KeyFile: key}
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -103,11 +110,18 @@ type InstallOptions struct {
 	Cluster *config.Cluster
 	Node    config.Host
 	CertDir string
+	// KubeconfigDir holds kubelet.conf, the node's own credential the kube
+	// backend uses; "" means certs.DefaultKubeconfigDir.
+	KubeconfigDir string
 	// Executable is the kubeforge binary to install as BinaryPath; "" means the
 	// running one (os.Executable).
 	Executable string
-	// StoreNetwork writes the network configuration to etcd now (init), so a
-	// mismatch is the phase's error rather than an agent's restart loop.
+	// Admin, when set (init, on the control plane), applies the RBAC that lets
+	// nodes read every Node (kube backend).
+	Admin kubernetes.Interface
+	// StoreNetwork writes the network configuration to etcd now (init, etcd
+	// backend), so a mismatch is the phase's error rather than an agent's
+	// restart loop.
 	StoreNetwork bool
 	DryRun       bool
 	Logf         func(string, ...any)
@@ -119,10 +133,13 @@ type Result struct {
 	Detail  string
 }
 
-// Install puts the agent on the node: the overlay client certificate (issued from
-// the etcd CA when the host holds its key), the kubeforge binary, the config and
-// unit, and starts (or, when any of them changed, restarts) the unit. Every step
-// compares before it writes, so a rerun on a converged node changes nothing.
+// Install puts the agent on the node: the kubeforge binary, the config and unit
+// (and, with the etcd backend only, the overlay's etcd client certificate,
+// issued from the etcd CA when the host holds its key), and starts (or, when
+// any of them changed, restarts) the unit. With the kube backend the node's
+// kubelet.conf must exist: the kubelet phase writes it, and the agent waits for
+// the Node the kubelet registers. Every step compares before it writes, so a
+// rerun on a converged node changes nothing.
 func Install(ctx context.Context, o InstallOptions) (Result, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -134,21 +151,43 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 	}
 	var changed []string
 
-	// The overlay's own etcd client certificate: never the apiserver's.
-	before, err := h.Stat(ctx, cfg.Etcd.CertFile)
-	if err != nil && !host.IsNotExist(err) {
-		return Result{}, err
-	}
-	spec, err := certs.SpecFromConfig(o.Cluster, o.Node.Name)
-	if err != nil {
-		return Result{}, err
-	}
-	p := &certs.PKI{Spec: spec, CertDir: o.CertDir, FS: certs.HostFS{Ctx: ctx, Host: h}, Out: logWriter(o.Logf)}
-	if err := p.CreateCerts(certs.CertEtcdOverlayClient); err != nil {
-		return Result{}, fmt.Errorf("%s: overlay etcd client certificate: %w", h.Name(), err)
-	}
-	if before.Path == "" {
-		changed = append(changed, "client certificate")
+	switch cfg.Backend {
+	case BackendKube:
+		if o.Admin != nil {
+			rbac, err := EnsureNodeReaderRBAC(ctx, o.Admin)
+			if err != nil {
+				return Result{}, err
+			}
+			for _, r := range rbac {
+				o.Logf("applied %s", r)
+			}
+			if len(rbac) > 0 {
+				changed = append(changed, "RBAC")
+			}
+		}
+		if o.KubeconfigDir != "" {
+			cfg.Kubeconfig = filepath.Join(o.KubeconfigDir, "kubelet.conf")
+		}
+		if _, err := h.Stat(ctx, cfg.Kubeconfig); err != nil && !o.DryRun {
+			return Result{}, fmt.Errorf("%s: %s, the node's own credential the overlay agent uses: %w (the kubelet phase writes it)", h.Name(), cfg.Kubeconfig, err)
+		}
+	case BackendEtcd:
+		// The overlay's own etcd client certificate: never the apiserver's.
+		before, err := h.Stat(ctx, cfg.Etcd.CertFile)
+		if err != nil && !host.IsNotExist(err) {
+			return Result{}, err
+		}
+		spec, err := certs.SpecFromConfig(o.Cluster, o.Node.Name)
+		if err != nil {
+			return Result{}, err
+		}
+		p := &certs.PKI{Spec: spec, CertDir: o.CertDir, FS: certs.HostFS{Ctx: ctx, Host: h}, Out: logWriter(o.Logf)}
+		if err := p.CreateCerts(certs.CertEtcdOverlayClient); err != nil {
+			return Result{}, fmt.Errorf("%s: overlay etcd client certificate: %w", h.Name(), err)
+		}
+		if before.Path == "" {
+			changed = append(changed, "client certificate")
+		}
 	}
 
 	exe := o.Executable
@@ -180,7 +219,7 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 		mode = fi.Mode.Perm()
 	}
 	if !bytes.Equal(cur, data) || mode != 0o600 {
-		// 0600: the agent runs as root, and the file names its etcd credentials.
+		// 0600: the agent runs as root, and the file names its credentials.
 		if err := h.WriteFile(ctx, ConfigPath, data, host.WriteOptions{Mode: 0o600}); err != nil {
 			return Result{}, err
 		}
@@ -196,7 +235,7 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 		o.Logf("wrote %s", UnitName)
 	}
 
-	if o.StoreNetwork {
+	if o.StoreNetwork && cfg.Backend == BackendEtcd {
 		if o.DryRun {
 			o.Logf("would store the network config in etcd: %s, /%d per node, vni %d, port %d", cfg.Network.Network, cfg.Network.SubnetLen, cfg.Network.VNI, cfg.Network.Port)
 		} else {

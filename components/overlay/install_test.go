@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -25,8 +26,28 @@ func TestUnitLoadsOnSystemd219(t *testing.T) {
 	}
 }
 
+func TestAgentConfigForKube(t *testing.T) {
+	c := config.Default()
+	c.Spec.Hosts = append(c.Spec.Hosts, config.Host{Name: "node03", Address: "192.168.161.154", Roles: []config.Role{config.RoleWorker}})
+	cfg, err := AgentConfigFor(c, c.Spec.Hosts[3], "/etc/kubernetes/pki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Backend != BackendKube || cfg.Kubeconfig != "/etc/kubernetes/kubelet.conf" || len(cfg.Etcd.Endpoints) != 0 || cfg.Etcd.CertFile != "" {
+		t.Errorf("a worker's agent must use the node's own kubeconfig and nothing of etcd: %+v", cfg)
+	}
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "etcd") {
+		t.Errorf("the written config mentions etcd:\n%s", data)
+	}
+}
+
 func TestAgentConfigFor(t *testing.T) {
 	c := config.Default()
+	c.Spec.Networking.Overlay.Backend = config.OverlayBackendEtcd
 	c.Spec.Networking.Overlay.MTU = 1400
 	node, _ := c.Host("node01")
 	cfg, err := AgentConfigFor(c, *node, "/etc/kubernetes/pki")
@@ -58,7 +79,7 @@ func TestAgentConfigFor(t *testing.T) {
 	}
 
 	c.Spec.Hosts = []config.Host{{Name: "solo", Address: "192.168.161.10", Roles: []config.Role{config.RoleControlPlane, config.RoleWorker}}}
-	if _, err := AgentConfigFor(c, c.Spec.Hosts[0], "/etc/kubernetes/pki"); err == nil || !strings.Contains(err.Error(), `role "etcd"`) {
+	if _, err := AgentConfigFor(c, c.Spec.Hosts[0], "/etc/kubernetes/pki"); err == nil || !strings.Contains(err.Error(), "spec.networking.overlay.backend is etcd") {
 		t.Errorf("no etcd host: %v", err)
 	}
 }
@@ -68,5 +89,15 @@ func TestIsOverlayDevice(t *testing.T) {
 		if got := isOverlayDevice(name); got != want {
 			t.Errorf("isOverlayDevice(%q) = %v", name, got)
 		}
+	}
+}
+
+// With the kube backend a removed node's subnet goes with its Node: ForgetNode
+// has nothing to do and says so, without touching the host.
+func TestForgetNodeKube(t *testing.T) {
+	c := config.Default()
+	res, err := ForgetNode(context.Background(), ForgetOptions{Cluster: c, Node: "node04"})
+	if err != nil || res.Changed || !strings.Contains(res.Detail, "deleting the Node releases it") {
+		t.Fatalf("%+v %v", res, err)
 	}
 }

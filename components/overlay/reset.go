@@ -53,8 +53,9 @@ type ResetOptions struct {
 	Logf    func(string, ...any)
 }
 
-// Reset removes the overlay from a node: stops and removes the unit, releases the
-// node's lease in etcd (so peers drop its routes now rather than in 24 h),
+// Reset removes the overlay from a node: stops and removes the unit, with the
+// etcd backend releases the node's lease in etcd (so peers drop its routes now
+// rather than in 24 h; with the kube backend the Node's deletion does that),
 // deletes the VXLAN device (the kernel takes its routes, neighbour and FDB
 // entries with it) and the cni0 bridge, removes the iptables chains, the CNI
 // config, subnet.env, host-local's allocations and the agent's config. Each step
@@ -102,6 +103,11 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 	}
 
 	switch {
+	case cfg != nil && cfg.Backend == BackendKube:
+		// The subnet is the Node's spec.podCIDR: deleting the Node (reset asks
+		// the control plane to; kubeforge node remove does it) releases it, and
+		// every peer's informer removes the route, FDB and neighbour entries.
+		o.Logf("node %s's subnet is its Node's podCIDR: it is released when the Node is deleted", node)
 	case cfg == nil:
 		o.Logf("no %s and no cluster configuration: cannot reach etcd; node %s's lease (if any) expires on its own within %s", ConfigPath, node, defaultTTL)
 	case o.DryRun:
@@ -236,4 +242,52 @@ func overlayLinks(ctx context.Context, h host.Host) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ForgetOptions are what ForgetNode needs.
+type ForgetOptions struct {
+	// Host is the host the removal runs on (a control-plane host); its own
+	// agent configuration says how to reach the etcd backend.
+	Host    host.Host
+	Cluster *config.Cluster
+	// Self is Host's entry in the cluster configuration.
+	Self    config.Host
+	CertDir string
+	// Node is the removed node.
+	Node string
+	Logf func(string, ...any)
+}
+
+// ForgetNode releases the subnet of a node that is gone (for `node remove`),
+// so every peer drops its route, FDB and neighbour entries. With the kube
+// backend the subnet is the Node's podCIDR: deleting the Node is all it takes
+// (each agent's informer sees the deletion), so this changes nothing. With the
+// etcd backend it deletes the node's lease keys through Host's own overlay
+// client certificate.
+func ForgetNode(ctx context.Context, o ForgetOptions) (Result, error) {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Cluster.Spec.Networking.Overlay.Backend != config.OverlayBackendEtcd {
+		return Result{Detail: fmt.Sprintf("node %s's subnet is its Node's podCIDR: deleting the Node releases it on every peer", o.Node)}, nil
+	}
+	cfg := readAgentConfig(ctx, o.Host, o.Logf)
+	if cfg == nil || cfg.Backend != BackendEtcd {
+		var err error
+		if cfg, err = AgentConfigFor(o.Cluster, o.Self, o.CertDir); err != nil {
+			return Result{}, err
+		}
+	}
+	released, err := releaseLease(ctx, o.Host, cfg, o.Node)
+	if err != nil {
+		return Result{}, fmt.Errorf("releasing node %s's overlay lease in etcd: %w", o.Node, err)
+	}
+	if len(released) == 0 {
+		return Result{Detail: fmt.Sprintf("node %s holds no overlay lease", o.Node)}, nil
+	}
+	var subs []string
+	for _, l := range released {
+		subs = append(subs, l.Subnet.String())
+	}
+	return Result{Changed: true, Detail: fmt.Sprintf("released node %s's overlay lease %s", o.Node, strings.Join(subs, ", "))}, nil
 }

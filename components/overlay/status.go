@@ -18,27 +18,31 @@ import (
 // Status is what `kubeforge overlay status` shows: this node's lease and the peers
 // the agent has programmed.
 type Status struct {
-	Node     string        `json:"node"`
-	Subnet   string        `json:"subnet"`
-	PublicIP string        `json:"publicIP"`
-	VtepMAC  string        `json:"vtepMAC"`
-	LeaseID  string        `json:"leaseID"`
-	Device   string        `json:"device"`
-	MTU      int           `json:"mtu"`
-	Network  subnet.Config `json:"network"`
+	Node     string `json:"node"`
+	Subnet   string `json:"subnet"`
+	PublicIP string `json:"publicIP"`
+	VtepMAC  string `json:"vtepMAC"`
+	// Backend is the subnet manager: kube or etcd.
+	Backend string `json:"backend"`
+	// LeaseID says what holds the subnet: "etcd lease 3f2a..." or "Node node01".
+	LeaseID string        `json:"leaseID"`
+	Device  string        `json:"device"`
+	MTU     int           `json:"mtu"`
+	Network subnet.Config `json:"network"`
 	// TxChecksumOffload says what was done about offload and why.
 	TxChecksumOffload string       `json:"txChecksumOffload"`
 	Peers             []PeerStatus `json:"peers"`
-	// LeasesKnown counts every lease in etcd, this node's included.
+	// LeasesKnown counts every lease the backend holds, this node's included.
 	LeasesKnown int   `json:"leasesKnown"`
 	Revision    int64 `json:"revision"`
-	// EtcdWatchMember is the etcd member the watch stream is on.
-	EtcdWatchMember string    `json:"etcdWatchMember,omitempty"`
-	Resyncs         int       `json:"resyncs"`
-	LastResync      string    `json:"lastResync,omitempty"`
-	LastSync        time.Time `json:"lastSync"`
-	Ready           bool      `json:"ready"`
-	Problem         string    `json:"problem,omitempty"`
+	// WatchSource is the server the watch is on: an etcd member, or the API
+	// server.
+	WatchSource string    `json:"watchSource,omitempty"`
+	Resyncs     int       `json:"resyncs"`
+	LastResync  string    `json:"lastResync,omitempty"`
+	LastSync    time.Time `json:"lastSync"`
+	Ready       bool      `json:"ready"`
+	Problem     string    `json:"problem,omitempty"`
 }
 
 // PeerStatus is one programmed remote subnet.
@@ -55,17 +59,16 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	s := Status{
 		Node: a.cfg.NodeName, PublicIP: a.cfg.PublicIP, Network: a.network,
-		LeasesKnown: a.known, Revision: a.st.revision, Resyncs: a.st.resyncs, LastResync: a.st.lastResync,
+		LeasesKnown: len(a.all), Revision: a.st.revision, Backend: a.cfg.Backend, WatchSource: a.st.source, Resyncs: a.st.resyncs, LastResync: a.st.lastResync,
 		LastSync: a.st.lastSync, Ready: a.st.ready, Problem: a.st.problem, TxChecksumOffload: a.st.txOffload,
 		Peers: []PeerStatus{},
 	}
 	if a.lease.Subnet.IsValid() {
-		s.Subnet, s.VtepMAC, s.LeaseID = a.lease.Subnet.String(), a.lease.VtepMAC, fmt.Sprintf("%x", int64(a.lease.LeaseID))
+		s.Subnet, s.VtepMAC, s.LeaseID = a.lease.Subnet.String(), a.lease.VtepMAC, a.lease.Holder()
 	}
 	if a.dev != nil {
 		s.Device, s.MTU = a.dev.Name(), a.dev.MTU()
 	}
-	s.EtcdWatchMember, _ = a.watchPeer.Load().(string)
 	for _, l := range a.peers {
 		s.Peers = append(s.Peers, PeerStatus{Subnet: l.Subnet.String(), Node: l.Node, PublicIP: l.PublicIP, VtepMAC: l.VtepMAC})
 	}
@@ -145,14 +148,14 @@ func (s *Status) WriteText(w io.Writer) error {
 		state += ": " + s.Problem
 	}
 	fmt.Fprintf(w, "Node:       %s (%s)\n", s.Node, state)
-	fmt.Fprintf(w, "Subnet:     %s (etcd lease %s) of %s\n", s.Subnet, s.LeaseID, s.Network.Network)
+	fmt.Fprintf(w, "Subnet:     %s (%s) of %s\n", s.Subnet, s.LeaseID, s.Network.Network)
 	fmt.Fprintf(w, "Device:     %s, vni %d, udp port %d, mtu %d, vtep %s on %s\n", s.Device, s.Network.VNI, s.Network.Port, s.MTU, s.VtepMAC, s.PublicIP)
 	fmt.Fprintf(w, "Offload:    tx checksum %s\n", s.TxChecksumOffload)
-	fmt.Fprintf(w, "etcd:       revision %d, watch on %s, %d resyncs", s.Revision, orDash(s.EtcdWatchMember), s.Resyncs)
+	fmt.Fprintf(w, "Backend:    %s, revision %d, watch on %s, %d resyncs", s.Backend, s.Revision, orDash(s.WatchSource), s.Resyncs)
 	if s.LastResync != "" {
 		fmt.Fprintf(w, " (last: %s)", s.LastResync)
 	}
-	fmt.Fprintf(w, "\nPeers:      %d programmed, %d leases in etcd\n", len(s.Peers), s.LeasesKnown)
+	fmt.Fprintf(w, "\nPeers:      %d programmed, %d leases known\n", len(s.Peers), s.LeasesKnown)
 	if len(s.Peers) == 0 {
 		return nil
 	}

@@ -36,7 +36,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeletPhase(),
 		nodephases.KubeProxyPhase(),
 		r.csrApproverPhase(),
-		overlayPhase(),
+		r.overlayPhase(),
 		nodephases.EtcdBackupPhase(),
 		r.markControlPlanePhase(),
 		nodephases.WaitNodePhase(),

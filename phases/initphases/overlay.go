@@ -1,42 +1,64 @@
 package initphases
 
 import (
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/components/overlay"
 	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
 // overlayPhase stores the pod network in etcd and starts this node's overlay agent.
-func overlayPhase() workflow.Phase {
+func (r *run) overlayPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "overlay",
 		Short: "Set up the VXLAN overlay on this node",
-		Long: `Store the pod network (podCIDR, nodeSubnetSize, VNI, port, MTU) in etcd under
-/kubeforge/network/config, unless it is there already (a different one is an error:
-the pod network of a running cluster cannot change), then install the overlay
-agent on this host: the kubeforge binary as /usr/local/bin/kubeforge, the agent's
-etcd client certificate (etcd/overlay-client), /etc/kubeforge/overlay.yaml and
-` + overlay.UnitName + `, and start it. The phase ends when the agent holds
-its subnet lease and has programmed every peer.`,
+		Long: `Install the overlay agent on this host: the kubeforge binary as
+/usr/local/bin/kubeforge, /etc/kubeforge/overlay.yaml and ` + overlay.UnitName + `,
+and start it. With the kube backend (spec.networking.overlay.backend, the default)
+the agent acts as this node (kubelet.conf): it waits for the Node the kubelet
+registered to get its spec.podCIDR from kube-controller-manager, publishes its
+VTEP MAC and address as annotations on it, and follows every Node. With the etcd
+backend the phase first stores the pod network in etcd under
+/kubeforge/network/config (a different one there is an error: the pod network of a
+running cluster cannot change) and issues the agent's etcd client certificate
+(etcd/overlay-client). The phase ends when the agent holds its subnet and has
+programmed every peer; it runs after the kubelet phase, which registers the Node.
+On a control-plane host it first applies ClusterRole and ClusterRoleBinding
+` + overlay.NodeReaderName + `: nodes may read (not write) every Node, which the
+Node authorizer of Kubernetes 1.32+ leaves to RBAC.`,
 		Run: func(d workflow.RunData) error {
 			data, err := rundata.From(d, "overlay")
 			if err != nil {
 				return err
 			}
-			return runOverlay(data, true)
+			var admin kubernetes.Interface
+			// The node-reader RBAC is the kube backend's; the etcd backend
+			// needs no API client here.
+			if data.Node().HasRole(config.RoleControlPlane) && data.Config().Spec.Networking.Overlay.Backend != config.OverlayBackendEtcd {
+				cli, err := r.client(data)
+				if err != nil {
+					return err
+				}
+				admin = cli
+			}
+			return runOverlay(data, admin, true)
 		},
 	}
 }
 
-func runOverlay(data rundata.Data, storeNetwork bool) error {
+func runOverlay(data rundata.Data, admin kubernetes.Interface, storeNetwork bool) error {
 	res, err := overlay.Install(data.Context(), overlay.InstallOptions{
-		Host:         data.Host(),
-		Cluster:      data.Config(),
-		Node:         *data.Node(),
-		CertDir:      data.CertDir(),
-		StoreNetwork: storeNetwork,
-		DryRun:       data.DryRun(),
-		Logf:         data.Logger().Printf,
+		Host:          data.Host(),
+		Cluster:       data.Config(),
+		Node:          *data.Node(),
+		CertDir:       data.CertDir(),
+		KubeconfigDir: data.KubeconfigDir(),
+		Admin:         admin,
+		StoreNetwork:  storeNetwork,
+		DryRun:        data.DryRun(),
+		Logf:          data.Logger().Printf,
 	})
 	if err != nil {
 		return err

@@ -12,24 +12,27 @@ func overlayPhase() workflow.Phase {
 		Name:  "overlay",
 		Short: "Set up the VXLAN overlay on this node",
 		Long: `Install the overlay agent on this host: the kubeforge binary as
-/usr/local/bin/kubeforge, the agent's etcd client certificate (etcd/overlay-client,
-issued here when the host holds the etcd CA key), /etc/kubeforge/overlay.yaml and
-` + overlay.UnitName + `, and start it. The agent acquires this node's subnet
-(the same one again after a restart) and the phase ends when every peer is
-programmed. A pod network in etcd that differs from this host's configuration
-stops the agent with an error naming the difference.`,
+/usr/local/bin/kubeforge, /etc/kubeforge/overlay.yaml and ` + overlay.UnitName + `,
+and start it. With the kube backend (the default) the agent uses this node's own
+credential (kubelet.conf, from the kubelet phase before this one): it waits for
+its Node's spec.podCIDR, publishes its VTEP as annotations on its own Node, and
+follows every Node; the host needs no etcd credential. With the etcd backend
+(only for hosts with the etcd role; others are refused) it uses the etcd client
+certificate etcd/overlay-client from the etcd hand-over. The phase ends when the
+agent holds its subnet and every peer is programmed.`,
 		Run: func(d workflow.RunData) error {
 			data, err := rundata.From(d, "overlay")
 			if err != nil {
 				return err
 			}
 			res, err := overlay.Install(data.Context(), overlay.InstallOptions{
-				Host:    data.Host(),
-				Cluster: data.Config(),
-				Node:    *data.Node(),
-				CertDir: data.CertDir(),
-				DryRun:  data.DryRun(),
-				Logf:    data.Logger().Printf,
+				Host:          data.Host(),
+				Cluster:       data.Config(),
+				Node:          *data.Node(),
+				CertDir:       data.CertDir(),
+				KubeconfigDir: data.KubeconfigDir(),
+				DryRun:        data.DryRun(),
+				Logf:          data.Logger().Printf,
 			})
 			if err != nil {
 				return err

@@ -267,14 +267,15 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
-// TestNodes is the nodes engineer's proof on three real nspawn hosts with the
+// TestNodes is the nodes engineer's proof on four real nspawn hosts with the
 // bundle's binaries: init on master01, nodes joining with --etcd (the seed
-// plan), workloads from the bundled image reachable across nodes, refused bad
-// join input, reset and rejoin.
+// plan), node03 joining as a plain worker (no --etcd, no etcd credential: the
+// overlay goes through the Kubernetes API), workloads from the bundled image
+// reachable across nodes, refused bad join input, reset and rejoin.
 func TestNodes(t *testing.T) {
 	requireE2E(t)
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar")
-	hosts := []string{"master01", "node01", "node02"}
+	hosts := []string{"master01", "node01", "node02", "node03"}
 	s := labFor(t, "nodes", "192.168.176.0/24", bdir, hosts...)
 	l := &nodesLab{t: t, s: s, addr: map[string]string{}, bench: nodesBench{Joins: map[string]time.Duration{}, UnitMemoryKiB: map[string]map[string]int{}}}
 	for _, h := range s.Hosts {
@@ -357,16 +358,34 @@ func TestNodes(t *testing.T) {
 			}
 		}
 	}
-	readyWait := l.waitFor("three Ready nodes", 2*time.Minute, func() string {
-		if ready, _, _ := l.readyNodes(); strings.Join(ready, ",") != "master01,node01,node02" {
+	// node03 is a plain worker: the join command without --etcd and without a
+	// certificate key, so it gets no etcd credential of any kind.
+	{
+		start := time.Now()
+		out, err := l.ssh("node03", fmt.Sprintf("kubeforge join %s --discovery-token-ca-cert-hash %s", endpoint, caHash), nil, "KUBEFORGE_TOKEN="+token)
+		l.bench.Joins["node03"] = time.Since(start)
+		if err != nil {
+			t.Fatalf("join node03 (plain worker): %v\n%s\n%s", err, out, l.controlPlaneJournals())
+		}
+		t.Logf("join node03 (plain worker) took %s:\n%s", l.bench.Joins["node03"].Round(10*time.Millisecond), out)
+		for _, want := range []string{"[overlay] done", "[wait-node] done", "is Ready"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("join node03 output lacks %q", want)
+			}
+		}
+	}
+	readyWait := l.waitFor("four Ready nodes", 2*time.Minute, func() string {
+		if ready, _, _ := l.readyNodes(); strings.Join(ready, ",") != "master01,node01,node02,node03" {
 			return fmt.Sprintf("ready %v", ready)
 		}
 		return ""
 	})
 	// init, the joins and the wait for Ready, without the bad-input checks.
-	l.bench.AllReady = l.bench.Init + l.bench.Joins["node01"] + l.bench.Joins["node02"] + readyWait
+	l.bench.AllReady = l.bench.Init + l.bench.Joins["node01"] + l.bench.Joins["node02"] + l.bench.Joins["node03"] + readyWait
 
-	t.Run("three Ready nodes, control plane labelled and tainted", func(t *testing.T) {
+	t.Run("a plain worker holds no etcd credential and cannot change other Nodes", func(t *testing.T) { l.plainWorker(t, endpoint) })
+
+	t.Run("four Ready nodes, control plane labelled and tainted", func(t *testing.T) {
 		_, _, list := l.readyNodes()
 		for _, n := range list.Items {
 			_, labelled := n.Metadata.Labels["node-role.kubernetes.io/control-plane"]
@@ -563,8 +582,19 @@ func TestNodes(t *testing.T) {
 		if got := l.etcdMembers(); got != "master01:voter node01:voter" {
 			t.Errorf("etcd members after the reset: %s", got)
 		}
-		if _, all, _ := l.readyNodes(); strings.Join(all, ",") != "master01,node01" {
+		if _, all, _ := l.readyNodes(); strings.Join(all, ",") != "master01,node01,node03" {
 			t.Errorf("nodes after the reset: %v", all)
+		}
+		// node02's Node is gone, so every peer's overlay agent drops its route,
+		// FDB and neighbour entries (the kube backend follows Node deletions).
+		for _, h := range []string{"master01", "node01", "node03"} {
+			l.waitFor(h+" without node02's overlay route", time.Minute, func() string {
+				out := l.must(h, "kubeforge overlay status -o json")
+				if strings.Contains(out, `"node02"`) {
+					return h + " still programs node02: " + out
+				}
+				return ""
+			})
 		}
 		// The pod garbage collector deletes the pods of the deleted Node; the
 		// Deployment replaces them on node01.
@@ -629,7 +659,7 @@ func TestNodes(t *testing.T) {
 			t.Fatalf("rejoin: %v\n%s", err, out)
 		}
 		l.waitFor("node02 Ready again", 2*time.Minute, func() string {
-			if ready, _, _ := l.readyNodes(); strings.Join(ready, ",") != "master01,node01,node02" {
+			if ready, _, _ := l.readyNodes(); strings.Join(ready, ",") != "master01,node01,node02,node03" {
 				return fmt.Sprintf("ready %v", ready)
 			}
 			return ""

@@ -105,6 +105,20 @@ func (l *ovLab) writeCluster(hosts ...string) {
 		l.t.Fatal(err)
 	}
 	c.Spec.Networking.PodCIDR = ovPodCIDR
+	// This test is the etcd backend's (no Kubernetes here); TestNodes runs the
+	// default kube backend.
+	c.Spec.Networking.Overlay.Backend = config.OverlayBackendEtcd
+	// The etcd backend refuses hosts without the etcd role (only they may hold
+	// an etcd client certificate); the test's hosts all get one.
+	for i := range c.Spec.Hosts {
+		if !c.Spec.Hosts[i].HasRole(config.RoleEtcd) {
+			w := *c
+			if _, err := w.Validate(); err == nil || !strings.Contains(err.Error(), "spec.networking.overlay.backend is etcd") {
+				l.t.Errorf("etcd backend with %s lacking the etcd role: %v", c.Spec.Hosts[i].Name, err)
+			}
+			c.Spec.Hosts[i].Roles = append(c.Spec.Hosts[i].Roles, config.RoleEtcd)
+		}
+	}
 	data, err := config.Marshal(c)
 	if err != nil {
 		l.t.Fatal(err)
@@ -373,7 +387,11 @@ func TestOverlay(t *testing.T) {
 		t.Skip("the bundle has no bin/etcd yet")
 	}
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-overlay-%d", os.Getpid()))
-	opts := lab.Options{Dir: dir, Subnet: ovSubnet, Hosts: []string{"master01", "node01", "node02"}, BundleDir: bdir, Log: testWriter{t}}
+	labSubnet := ovSubnet
+	if v := os.Getenv("KUBEFORGE_E2E_OVERLAY_SUBNET"); v != "" {
+		labSubnet = v
+	}
+	opts := lab.Options{Dir: dir, Subnet: labSubnet, Hosts: []string{"master01", "node01", "node02"}, BundleDir: bdir, Log: testWriter{t}}
 	s, err := lab.Up(opts)
 	t.Cleanup(func() { _ = lab.Down(dir, testWriter{t}) })
 	if err != nil {
@@ -600,19 +618,19 @@ func TestOverlay(t *testing.T) {
 
 	t.Run("killing the etcd member an agent watches through", func(t *testing.T) {
 		before := l.status("node01")
-		member, _, _ := strings.Cut(before.EtcdWatchMember, ":")
+		member, _, _ := strings.Cut(before.WatchSource, ":")
 		victim := l.hostByAddr(member)
 		if victim == "" {
-			t.Fatalf("node01 watches through %q, which is no lab host", before.EtcdWatchMember)
+			t.Fatalf("node01 watches through %q, which is no lab host", before.WatchSource)
 		}
-		t.Logf("node01's agent watches through %s's etcd (%s); killing it", victim, before.EtcdWatchMember)
+		t.Logf("node01's agent watches through %s's etcd (%s); killing it", victim, before.WatchSource)
 		l.run(victim, "systemctl kill -s SIGKILL "+etcdUnit)
 		waitFor(t, 60*time.Second, "node01's agent resyncing through another member", func() bool {
 			s := l.status("node01")
-			return s.Resyncs > before.Resyncs && s.EtcdWatchMember != before.EtcdWatchMember && s.EtcdWatchMember != ""
+			return s.Resyncs > before.Resyncs && s.WatchSource != before.WatchSource && s.WatchSource != ""
 		})
 		now := l.status("node01")
-		t.Logf("node01 now watches through %s (last resync: %s)", now.EtcdWatchMember, now.LastResync)
+		t.Logf("node01 now watches through %s (last resync: %s)", now.WatchSource, now.LastResync)
 		// It keeps programming: a new lease arrives through the surviving members.
 		p := freeSubnets(t, reg, 1)[0]
 		putSim(t, l.cli, []netip.Prefix{p}, 0)

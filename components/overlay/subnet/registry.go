@@ -66,6 +66,8 @@ type Lease struct {
 	LeaseID clientv3.LeaseID
 	// ModRevision is the key's last modification, for compare-and-swap updates.
 	ModRevision int64
+	// holder is what Holder reports when it is not an etcd lease.
+	holder string
 }
 
 // Snapshot is every lease at one etcd revision.
