@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -115,17 +116,15 @@ func Signed(cm *corev1.ConfigMap, t bootstraptoken.Token) bool {
 // only surface on the first join.
 func WaitSigned(ctx context.Context, c kubernetes.Interface, t bootstraptoken.Token, timeout time.Duration, logf func(string, ...any)) (time.Duration, error) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	last := start
 	var lastErr error
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		cm, err := c.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 		switch {
 		case err != nil:
 			lastErr = err
 		case Signed(cm, t):
-			return time.Since(start), nil
+			return true, nil
 		case cm.Data[bootstrapapi.JWSSignatureKeyPrefix+t.ID] != "":
 			lastErr = fmt.Errorf("the signature for token %s does not verify", t.ID)
 		default:
@@ -135,12 +134,15 @@ func WaitSigned(ctx context.Context, c kubernetes.Interface, t bootstraptoken.To
 			last = time.Now()
 			logf("waiting for the bootstrap signer to sign cluster-info (%v)", lastErr)
 		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (is kube-controller-manager running with the bootstrapsigner controller?)", t.ID, timeout, lastErr)
-		case <-time.After(250 * time.Millisecond):
+		return false, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return time.Since(start), ctx.Err()
 		}
+		return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (the bootstrapsigner controller of kube-controller-manager signs it: check `systemctl status kube-controller-manager` on the control-plane hosts)", t.ID, timeout, lastErr)
 	}
+	return time.Since(start), nil
 }
 
 // ClusterAdminsGroup is the group admin.conf's certificate is in (kubeadm 1.29+);
