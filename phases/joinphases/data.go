@@ -59,7 +59,7 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.Etcd, "etcd", false, "Also run an etcd member on this host (needs --certificate-key)")
 	fs.BoolVar(&f.ControlPlane, "control-plane", false, "Join as a control-plane host (needs --certificate-key)")
 	fs.StringVar(&f.CertificateKey, "certificate-key", "", "Key that decrypts the uploaded certificates: with --etcd this host's etcd member certificates, with --control-plane the CA keys (or $"+CertificateKeyEnv+")")
-	fs.DurationVar(&f.Timeout, "discovery-timeout", 30*time.Second, "How long discovery waits for the API server")
+	fs.DurationVar(&f.Timeout, "discovery-timeout", discovery.DefaultTimeout, "How long discovery waits for the API server and for cluster-info to be signed for the token")
 }
 
 // Data is join's run data: the common run data plus discovery, which supplies
