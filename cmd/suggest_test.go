@@ -15,6 +15,9 @@ func TestSuggestedFlagsExist(t *testing.T) {
 		{[]string{"join"}, []string{"fix", "ignore-preflight-errors", "discovery-timeout", "token", "discovery-token-ca-cert-hash", "etcd", "certificate-key"}},
 		{[]string{"preflight"}, []string{"fix", "config", "ignore-preflight-errors"}},
 		{[]string{"token", "create"}, []string{"print-join-command", "signed-timeout"}},
+		{[]string{"node", "remove"}, []string{"force"}},
+		{[]string{"init", "phase", "upload-config"}, []string{"config"}},
+		{[]string{"token", "delete"}, nil},
 	} {
 		root := NewRootCommand()
 		c, _, err := root.Find(tc.cmd)

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 )
@@ -161,8 +162,20 @@ func RecordJoinedHost(ctx context.Context, c kubernetes.Interface, cfg *config.C
 	return true, nil
 }
 
-// ForgetJoinedHost removes name's entry; it reports whether there was one.
+// ForgetJoinedHost removes name's entry; it reports whether there was one. A
+// concurrent change of the ConfigMap (the approver forgetting the same deleted
+// Node) is read again and retried.
 func ForgetJoinedHost(ctx context.Context, c kubernetes.Interface, name string) (bool, error) {
+	var forgot bool
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		forgot, err = forgetJoinedHost(ctx, c, name)
+		return err
+	})
+	return forgot, err
+}
+
+func forgetJoinedHost(ctx context.Context, c kubernetes.Interface, name string) (bool, error) {
 	cm, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, JoinedHostsConfigMapName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
@@ -176,6 +189,9 @@ func ForgetJoinedHost(ctx context.Context, c kubernetes.Interface, name string) 
 	cm = cm.DeepCopy()
 	delete(cm.Data, name)
 	if _, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, err // retried as is
+		}
 		return false, fmt.Errorf("removing %s from kube-system/%s: %w", name, JoinedHostsConfigMapName, err)
 	}
 	return true, nil
