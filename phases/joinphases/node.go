@@ -39,8 +39,10 @@ func discoveryPhase() workflow.Phase {
 signer's signature for the join token and pin the CA by its public-key hash; then,
 trusting that CA, read the cluster configuration (and with --certificate-key the
 encrypted certificates) with the token, and find this host in the configuration.
-Only reads: a wrong hash, an unknown or expired token, an unreachable endpoint or a
-wrong certificate key fail here, before anything on the host has changed. It
+A cluster-info not yet signed for the token (one created a moment ago) is read again
+until --discovery-timeout. Only reads: a wrong hash, an unknown or expired token, an
+unreachable endpoint or a wrong certificate key fail here, before anything on the
+host has changed. It
 runs first because every later phase (preflight included) needs what it finds.`,
 		Run: func(d workflow.RunData) error {
 			data, err := joinData(d, "discovery")
