@@ -174,6 +174,16 @@ func (r nodeRemoval) run(ctx context.Context, out io.Writer, name string) error 
 		fmt.Fprintf(out, "[node] released %s\n", l)
 	}
 	removed = append(removed, leases...)
+	// The record before the Node: the approver also drops the entry of a
+	// deleted Node, and would otherwise race this report.
+	forgot, err := clusterinfo.ForgetJoinedHost(ctx, r.Kube, name)
+	if err != nil {
+		return err
+	}
+	if forgot {
+		fmt.Fprintf(out, "[node] removed %s from kube-system/%s\n", name, clusterinfo.JoinedHostsConfigMapName)
+		removed = append(removed, "its entry in kube-system/"+clusterinfo.JoinedHostsConfigMapName)
+	}
 	if node != nil {
 		uid := node.UID
 		err := r.Kube.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
@@ -184,14 +194,6 @@ func (r nodeRemoval) run(ctx context.Context, out io.Writer, name string) error 
 		removed = append(removed, "Node "+name)
 	} else {
 		fmt.Fprintf(out, "[node] no Node %s\n", name)
-	}
-	forgot, err := clusterinfo.ForgetJoinedHost(ctx, r.Kube, name)
-	if err != nil {
-		return err
-	}
-	if forgot {
-		fmt.Fprintf(out, "[node] removed %s from kube-system/%s\n", name, clusterinfo.JoinedHostsConfigMapName)
-		removed = append(removed, "its entry in kube-system/"+clusterinfo.JoinedHostsConfigMapName)
 	}
 	if len(removed) == 0 {
 		fmt.Fprintf(out, "[node] nothing of %s was left to remove\n", name)

@@ -187,7 +187,8 @@ func TestJoinUX(t *testing.T) {
 	t.Run("node remove node03: Node and record", func(t *testing.T) {
 		out := l.must("master01", "kubeforge node remove node03")
 		t.Logf("node remove node03:\n%s", out)
-		if !strings.Contains(out, "deleted Node node03") || strings.Contains(out, "etcd member node03") {
+		if !strings.Contains(out, "deleted Node node03") || !strings.Contains(out, "removed node03 from kube-system/kubeforge-joined-hosts") ||
+			strings.Contains(out, "etcd member node03") {
 			t.Errorf("report:\n%s", out)
 		}
 		rec := l.must("master01", "KUBECONFIG=/etc/kubernetes/admin.conf kubectl -n kube-system get configmap kubeforge-joined-hosts -o yaml")
