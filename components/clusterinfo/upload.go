@@ -131,7 +131,7 @@ func downloadConfig(ctx context.Context, c kubernetes.Interface) (*config.Cluste
 
 // ErrNoUpload means kubeforge-certs does not exist (never uploaded, or deleted
 // after its two hours).
-var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/" + CertsSecretName + " does not exist, or expired): run `kubeforge init phase upload-certs` on the first control-plane host")
+var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/" + CertsSecretName + " does not exist, or expired): run `kubeforge init phase upload-certs --config <cluster configuration>` on the first control-plane host")
 
 // UploadCerts encrypts files (relative path -> content) under key and stores
 // them in kube-system/kubeforge-certs, owned by a new bootstrap token without
@@ -211,7 +211,7 @@ const (
 )
 
 // ErrNoEtcdUpload means there is no live etcd member hand-over for a host.
-var ErrNoEtcdUpload = errors.New("no etcd member certificates are uploaded for this host (Secret kube-system/" + EtcdMembersSecretName + " does not exist, expired, or has no entry for it): run `kubeforge init phase upload-certs` on the first control-plane host")
+var ErrNoEtcdUpload = errors.New("no etcd member certificates are uploaded for this host (Secret kube-system/" + EtcdMembersSecretName + " does not exist, expired, or has no entry for it): run `kubeforge init phase upload-certs --config <cluster configuration>` on the first control-plane host")
 
 // UploadEtcdMembers encrypts each member's files under key and stores them in
 // kube-system/kubeforge-etcd-members, with the two-hour life of UploadCerts.

@@ -245,7 +245,7 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 		res.Certs, err = clusterinfo.DownloadEtcdMember(ctx, cli, o.CertificateKey, o.EtcdMember)
 		switch {
 		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
-			return nil, fmt.Errorf("%w: %v; use the etcd key of the `--etcd` join command `kubeforge init` (or `kubeforge init phase upload-certs`) printed", ErrCertificateKey, err)
+			return nil, fmt.Errorf("%w: %v; use the etcd key of the `--etcd` join command `kubeforge init` (or `kubeforge init phase upload-certs --config <cluster configuration>`) printed", ErrCertificateKey, err)
 		case errors.Is(err, clusterinfo.ErrNoEtcdUpload):
 			return nil, fmt.Errorf("%w: %v", ErrNoCertsUploaded, err)
 		case err != nil:
@@ -255,7 +255,7 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 		res.Certs, err = clusterinfo.DownloadCerts(ctx, cli, o.CertificateKey)
 		switch {
 		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
-			return nil, fmt.Errorf("%w: %v; use the key `kubeforge init` (or `kubeforge init phase upload-certs`) printed with the current upload", ErrCertificateKey, err)
+			return nil, fmt.Errorf("%w: %v; use the key `kubeforge init` (or `kubeforge init phase upload-certs --config <cluster configuration>`) printed with the current upload", ErrCertificateKey, err)
 		case errors.Is(err, clusterinfo.ErrNoUpload):
 			return nil, fmt.Errorf("%w: %v", ErrNoCertsUploaded, err)
 		case err != nil:
@@ -309,7 +309,7 @@ func apiError(err error, endpoint, tokenID, object string, notFound error) error
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%w: token %s may not read %s (the RBAC `kubeforge init` sets up for joins is missing): %v", ErrTokenRejected, tokenID, object, err)
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("%w: %s does not exist: run `kubeforge init phase upload-config` on the first control-plane host", notFound, object)
+		return fmt.Errorf("%w: %s does not exist: run `kubeforge init phase upload-config --config <cluster configuration>` on the first control-plane host", notFound, object)
 	}
 	return fmt.Errorf("%w: reading %s from %s: %v", ErrUnreachable, object, endpoint, err)
 }
