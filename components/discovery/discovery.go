@@ -337,6 +337,10 @@ func signedClusterInfo(ctx context.Context, endpoint, id string, timeout time.Du
 		c, err := fetchClusterInfo(ctx, hc, endpoint)
 		var conn *connError
 		if errors.As(err, &conn) {
+			if ctx.Err() != nil {
+				// The deadline cut this request: what was seen before stands.
+				return false, nil
+			}
 			if unreachable == nil {
 				logf("waiting for %s: %v", endpoint, conn.err)
 			}

@@ -48,6 +48,10 @@ type apiserver struct {
 	// unsigned counts down the cluster-info reads still answered without the
 	// token's signature (the bootstrap signer has not seen the token yet).
 	unsigned atomic.Int32
+	// hangAfter, when positive, makes every cluster-info read after that many
+	// hang until the client gives up (a loaded apiserver at the deadline).
+	hangAfter atomic.Int32
+	infoReads atomic.Int32
 }
 
 func status(w http.ResponseWriter, code int, reason string) {
@@ -88,6 +92,13 @@ func newAPIServer(t *testing.T) *apiserver {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/api/v1/namespaces/kube-public/configmaps/cluster-info":
+			if n := a.infoReads.Add(1); a.hangAfter.Load() > 0 && n > a.hangAfter.Load() {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
 			caData := ca.CertPEM
 			if extra := a.extraCA.Load(); extra != nil {
 				caData = append(append([]byte{}, ca.CertPEM...), *extra...)
@@ -220,6 +231,19 @@ func TestDiscoverWaitsForTheSignature(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "no signature for token ID"); n != 1 || !strings.Contains(log.String(), "signed for: older1") {
 		t.Errorf("want one line saying what it saw, got %d:\n%s", n, log.String())
+	}
+}
+
+// TestDiscoverUnsignedAtTheDeadline: the read in flight when the deadline
+// passes is cut; the error must still say what discovery saw (no signature for
+// the token), not that the API server cannot be reached.
+func TestDiscoverUnsignedAtTheDeadline(t *testing.T) {
+	a := newAPIServer(t)
+	a.unsigned.Store(1000)
+	a.hangAfter.Store(1)
+	_, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, Timeout: 1500 * time.Millisecond})
+	if !errors.Is(err, ErrUnknownToken) || !strings.Contains(err.Error(), "after 1.5s") {
+		t.Errorf("error %v, want ErrUnknownToken saying how long it waited", err)
 	}
 }
 
