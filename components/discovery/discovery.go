@@ -371,7 +371,7 @@ func signedClusterInfo(ctx context.Context, endpoint, id string, timeout time.Du
 		return nil, "", fmt.Errorf("%w: cluster-info at %s still carried no signature for token ID %q after %s (signed for: %s): the token was never created, was deleted, or has expired (expired tokens are removed by the token cleaner); create a new one on a control-plane host with `kubeforge token create --print-join-command`",
 			ErrUnknownToken, endpoint, id, timeout, signedFor(cm))
 	case ctx.Err() != nil:
-		return nil, "", fmt.Errorf("%w: %s: %v", ErrUnreachable, endpoint, ctx.Err())
+		return nil, "", fmt.Errorf("%w: %s: no answer within %s (--discovery-timeout)", ErrUnreachable, endpoint, timeout)
 	}
 	return nil, "", err
 }
