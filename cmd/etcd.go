@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -98,25 +99,12 @@ would remove the last voting member (--force overrides the quorum check).`,
 				return err
 			}
 			defer cli.Close()
-			var id uint64
-			for _, m := range st.Members {
-				if m.Name == name {
-					id = m.ID
-				}
-			}
 			out := cmd.OutOrStdout()
-			if id == 0 {
-				fmt.Fprintf(out, "[etcd] %s is not a member of the etcd cluster; nothing to do\n", name)
-				return nil
+			id, err := checkEtcdRemoval(out, st, name, force)
+			if err != nil || id == 0 {
+				return err
 			}
-			if err := etcd.CheckRemoval(st, id); err != nil {
-				if !force || errors.Is(err, etcd.ErrLastMember) {
-					return fmt.Errorf("refusing to remove etcd member %s: %w", name, err)
-				}
-				fmt.Fprintf(out, "[etcd] WARNING: %v (forced)\n", err)
-			}
-			logf := func(f string, a ...any) { fmt.Fprintf(out, "[etcd] "+f+"\n", a...) }
-			if err := etcd.RemoveMember(ctx, cli, tlsCfg, st, id, logf); err != nil {
+			if err := removeEtcdMember(ctx, out, cli, tlsCfg, st, id); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "[etcd] removed member %s (%x); run `kubeforge reset` on %s to remove etcd from it\n", name, id, name)
@@ -129,6 +117,35 @@ would remove the last voting member (--force overrides the quorum check).`,
 	f.BoolVar(&force, "force", false, "remove even when the remaining members would have no healthy quorum")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the cluster")
 	return c
+}
+
+// checkEtcdRemoval finds member name and checks that removing it keeps a
+// healthy quorum (--force overrides that, never the last voting member). It
+// returns the member's ID, 0 when name is not a member (said on out).
+func checkEtcdRemoval(out io.Writer, st *etcd.ClusterStatus, name string, force bool) (uint64, error) {
+	var id uint64
+	for _, m := range st.Members {
+		if m.Name == name {
+			id = m.ID
+		}
+	}
+	if id == 0 {
+		fmt.Fprintf(out, "[etcd] %s is not a member of the etcd cluster; nothing to do\n", name)
+		return 0, nil
+	}
+	if err := etcd.CheckRemoval(st, id); err != nil {
+		if !force || errors.Is(err, etcd.ErrLastMember) {
+			return 0, fmt.Errorf("refusing to remove etcd member %s: %w", name, err)
+		}
+		fmt.Fprintf(out, "[etcd] WARNING: %v (forced)\n", err)
+	}
+	return id, nil
+}
+
+// removeEtcdMember removes member id (checked by checkEtcdRemoval).
+func removeEtcdMember(ctx context.Context, out io.Writer, cli *clientv3.Client, tlsCfg *tls.Config, st *etcd.ClusterStatus, id uint64) error {
+	logf := func(f string, a ...any) { fmt.Fprintf(out, "[etcd] "+f+"\n", a...) }
+	return etcd.RemoveMember(ctx, cli, tlsCfg, st, id, logf)
 }
 
 func newEtcdStatusCmd() *cobra.Command {

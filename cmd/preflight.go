@@ -148,7 +148,7 @@ func openPreflightHost(cluster *config.Cluster, f preflightFlags) (*config.Host,
 		}
 		node, err := cluster.ResolveNode(f.nodeName, hostname, addrs)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f.configPath, err)
+			return nil, nil, fmt.Errorf("%s: %w; a host that is not in the hosts table gets the same checks and fixes from the join command: add `--fix` to it (and `--ignore-preflight-errors=NAME,...` for checks to ignore)", f.configPath, err)
 		}
 		return node, local.New(local.Options{Name: node.Name}), nil
 	}

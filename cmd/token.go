@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,11 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/bootstraptoken"
+	"github.com/kubeforge/kubeforge/components/clusterinfo"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 )
 
@@ -57,11 +60,16 @@ func newTokenCreateCmd(kubeconfig *string) *cobra.Command {
 		ttl         time.Duration
 		description string
 		printJoin   bool
+		waitSigned  time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token (and print it, or the whole join command)",
-		Args:  cobra.NoArgs,
+		Long: `Create a join token and print it, or with --print-join-command the whole
+worker join command. It returns once the controller-manager's bootstrap signer has
+signed cluster-info (kube-public) for the token, so the printed command works at
+once; a token that is not signed within --signed-timeout is deleted again.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < 0 {
 				return fmt.Errorf("--ttl %s: must not be negative (0 means the token never expires)", ttl)
@@ -76,7 +84,7 @@ func newTokenCreateCmd(kubeconfig *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := bootstraptoken.Create(ctx, cli, tok); err != nil {
+			if err := createSignedToken(ctx, cli, tok, waitSigned, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			if !printJoin {
@@ -95,7 +103,32 @@ func newTokenCreateCmd(kubeconfig *string) *cobra.Command {
 	c.Flags().DurationVar(&ttl, "ttl", bootstraptoken.DefaultTTL, "how long the token is valid (0: never expires)")
 	c.Flags().StringVar(&description, "description", "", "what the token is for (shown by token list)")
 	c.Flags().BoolVar(&printJoin, "print-join-command", false, "print the whole worker join command instead of the token alone")
+	c.Flags().DurationVar(&waitSigned, "signed-timeout", 2*time.Minute, "how long to wait for the bootstrap signer to sign cluster-info for the new token")
 	return c
+}
+
+// createSignedToken stores tok and returns once cluster-info carries the
+// bootstrap signer's signature for it: a join command printed earlier would
+// find no signature and wait in discovery (or fail, with an older joiner). A
+// token that is never signed is deleted again, since its secret was not shown.
+func createSignedToken(ctx context.Context, cli kubernetes.Interface, tok bootstraptoken.Token, timeout time.Duration, progress io.Writer) error {
+	if timeout <= 0 {
+		return fmt.Errorf("--signed-timeout %s: must be positive", timeout)
+	}
+	if _, err := bootstraptoken.Create(ctx, cli, tok); err != nil {
+		return err
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(progress, "[token] "+f+"\n", a...) }
+	if _, err := clusterinfo.WaitSigned(ctx, cli, tok, timeout, logf); err != nil {
+		// A fresh context: ctx may be what ended.
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if derr := bootstraptoken.Delete(dctx, cli, tok.ID); derr != nil {
+			return fmt.Errorf("%w; deleting the unsigned token %s failed too: %v (delete it with `kubeforge token delete %s`)", err, tok.ID, derr, tok.ID)
+		}
+		return fmt.Errorf("%w; token %s deleted again", err, tok.ID)
+	}
+	return nil
 }
 
 // joinCommand fills in endpoint and CA hash from cluster-info (the endpoint the

@@ -663,7 +663,7 @@ func TestTimeSyncCheck(t *testing.T) {
 			client(f)
 			f.put("/etc/chrony/chrony.conf", "server 192.168.161.151 iburst\n")
 			f.chronyc = chronyFake(false, true)
-		}, errs: []string{"does not answer NTP (udp/123)", "run preflight --fix on master01"}},
+		}, errs: []string{"does not answer NTP (udp/123)", "on master01, run `kubeforge preflight --config <cluster configuration> --fix`"}},
 		{name: "server not synchronised", node: "master01", setup: func(f *fakeHost) {
 			server(f)
 			f.put("/etc/chrony/chrony.conf", "local stratum 10\nallow 192.168.161.0/24\n")

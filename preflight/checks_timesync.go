@@ -187,7 +187,7 @@ func (c TimeSyncCheck) live(ctx context.Context, h host.Host, s *config.Host) (w
 		}
 		switch {
 		case src.Reach == 0:
-			return nil, []error{errorf("the time server %s (%s) does not answer NTP (udp/123): run preflight --fix on %s and check its firewall", s.Name, s.Address, s.Name)}
+			return nil, []error{errorf("the time server %s (%s) does not answer NTP (udp/123): on %s, run `kubeforge preflight --config <cluster configuration> --fix` (it serves its own network) and check that its firewall lets udp/123 in", s.Name, s.Address, s.Name)}
 		case src.State != "*":
 			return []error{errorf("the time server %s answers but chrony has not selected it yet (state %q): check again in a minute", s.Name, src.State)}, nil
 		}

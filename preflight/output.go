@@ -14,7 +14,7 @@ func (r Report) WriteText(w io.Writer) error {
 	switch {
 	case r.Before != nil:
 		fmt.Fprintln(ew, "[preflight] Before the fixes:")
-		writeFindings(ew, r.Before, false)
+		writeFindings(ew, r.Before, "")
 		writeFailedFixes(ew, r.Fixes)
 		fmt.Fprintln(ew, "[preflight] Before -> after:")
 		for i, after := range r.Results {
@@ -27,13 +27,13 @@ func (r Report) WriteText(w io.Writer) error {
 			}
 		}
 		fmt.Fprintln(ew, "[preflight] After the fixes:")
-		writeFindings(ew, r.Results, true)
+		writeFindings(ew, r.Results, r.fixHint())
 	case r.DryRun && len(r.Fixes) > 0:
-		writeFindings(ew, r.Results, true)
+		writeFindings(ew, r.Results, r.fixHint())
 		writeFailedFixes(ew, r.Fixes)
 		fmt.Fprintf(ew, "[preflight] Dry run: %d fix(es) planned; nothing was changed on %s\n", len(r.Fixes), r.Host)
 	default:
-		writeFindings(ew, r.Results, true)
+		writeFindings(ew, r.Results, r.fixHint())
 		if r.FixRequested {
 			if len(r.Failed()) == 0 && !hasFixable(r.Results) {
 				fmt.Fprintf(ew, "[preflight] Nothing to fix on %s: no changes made\n", r.Host)
@@ -65,8 +65,17 @@ func writeFailedFixes(w io.Writer, fixes []FixOutcome) {
 	}
 }
 
-// writeFindings prints warnings first, then the fatal errors, as kubeadm does.
-func writeFindings(w io.Writer, results []Result, hints bool) {
+// fixHint is how the operator applies the fixes ("" when hints are off).
+func (r Report) fixHint() string {
+	if r.FixHint != "" {
+		return r.FixHint
+	}
+	return DefaultFixHint
+}
+
+// writeFindings prints warnings first, then the fatal errors, as kubeadm does,
+// and with fixHint set how to fix or ignore them.
+func writeFindings(w io.Writer, results []Result, fixHint string) {
 	var fatal []Result
 	for _, r := range results {
 		for _, m := range r.Warnings {
@@ -95,11 +104,11 @@ func writeFindings(w io.Writer, results []Result, hints bool) {
 			fixable = append(fixable, r.Name)
 		}
 	}
-	if !hints {
+	if fixHint == "" {
 		return
 	}
 	if len(fixable) > 0 {
-		fmt.Fprintf(w, "[preflight] `kubeforge preflight --fix` can fix: %s\n", strings.Join(fixable, ", "))
+		fmt.Fprintf(w, "[preflight] %s can fix: %s\n", fixHint, strings.Join(fixable, ", "))
 	}
 	fmt.Fprintf(w, "[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=%s`\n", strings.Join(names, ","))
 }

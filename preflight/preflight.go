@@ -98,7 +98,12 @@ type Report struct {
 	// FixRequested is set when the run was asked to fix (--fix).
 	FixRequested bool `json:"fixRequested,omitempty"`
 	DryRun       bool `json:"dryRun,omitempty"`
+	// FixHint is Options.FixHint: how the text output says to apply fixes.
+	FixHint string `json:"-"`
 }
+
+// DefaultFixHint is how `kubeforge preflight` applies fixes.
+const DefaultFixHint = "`kubeforge preflight --fix`"
 
 // Failed lists the checks whose errors were not ignored, in check order.
 func (r Report) Failed() []string {
@@ -143,6 +148,10 @@ type Options struct {
 	Log io.Writer
 	// Checks replaces the standard list (tests).
 	Checks func(*Env) []Checker
+	// FixHint says how the operator applies the fixes, in the report's text
+	// ("`kubeforge preflight --fix`" when empty): join says to re-run the join
+	// command with --fix, which works on a host the hosts table does not list.
+	FixHint string
 	// Now is the clock for backup file names; nil means time.Now.
 	Now func() time.Time
 }
@@ -177,7 +186,7 @@ func Run(ctx context.Context, h host.Host, cluster *config.Cluster, node *config
 		return Report{}, err
 	}
 
-	rep := Report{Host: h.Name(), FixRequested: opts.Fix, DryRun: opts.DryRun}
+	rep := Report{Host: h.Name(), FixRequested: opts.Fix, DryRun: opts.DryRun, FixHint: opts.FixHint}
 	env.Detect(ctx, h)
 	if env.OS != nil {
 		rep.OS, rep.Family = env.OS.OS().String(), env.OS.Family()

@@ -82,6 +82,17 @@ func TestRunReportsFailuresByName(t *testing.T) {
 	if len(f.ran) != 0 {
 		t.Errorf("a run without --fix changed the host: %q", f.ran)
 	}
+	// join runs the same checks and says how to fix them its own way: the
+	// report must not send a host that is not in the hosts table to
+	// `kubeforge preflight`, which refuses it.
+	rep.FixHint = "re-running the join command with `--fix`"
+	out.Reset()
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	if text := out.String(); !strings.Contains(text, "re-running the join command with `--fix` can fix: Firewalld, Swap") || strings.Contains(text, "kubeforge preflight") {
+		t.Errorf("join's text:\n%s", text)
+	}
 }
 
 func TestRunFixThenNothingToFix(t *testing.T) {

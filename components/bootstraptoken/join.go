@@ -57,14 +57,14 @@ func (j JoinCommand) ControlPlane() string {
 
 func (j JoinCommand) etcdKeyOrPlaceholder() string {
 	if j.EtcdCertificateKey == "" {
-		return "<key: run `kubeforge init phase upload-certs`>"
+		return "<key: run `kubeforge init phase upload-certs --config <cluster configuration>`>"
 	}
 	return j.EtcdCertificateKey
 }
 
 func (j JoinCommand) keyOrPlaceholder() string {
 	if j.CertificateKey == "" {
-		return "<key: run `kubeforge init phase upload-certs`>"
+		return "<key: run `kubeforge init phase upload-certs --config <cluster configuration>`>"
 	}
 	return j.CertificateKey
 }

@@ -137,7 +137,10 @@ func WaitSigned(ctx context.Context, c kubernetes.Interface, t bootstraptoken.To
 		return false, nil
 	})
 	if err != nil {
-		return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (is kube-controller-manager running with the bootstrapsigner controller?)", t.ID, timeout, lastErr)
+		if ctx.Err() != nil {
+			return time.Since(start), ctx.Err()
+		}
+		return time.Since(start), fmt.Errorf("cluster-info was not signed for token %s within %s: %v (the bootstrapsigner controller of kube-controller-manager signs it: check `systemctl status kube-controller-manager` on the control-plane hosts)", t.ID, timeout, lastErr)
 	}
 	return time.Since(start), nil
 }

@@ -116,7 +116,7 @@ func TestUploadConfigRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewClientset()
 	cfg := config.Default()
-	if changed, err := UploadConfig(ctx, c, cfg); err != nil || len(changed) != 3 {
+	if changed, err := UploadConfig(ctx, c, cfg); err != nil || len(changed) != 4 {
 		t.Fatalf("upload: %v %v", changed, err)
 	}
 	if changed, err := UploadConfig(ctx, c, cfg); err != nil || len(changed) != 0 {

@@ -46,10 +46,10 @@ const (
 
 // readers is who may read the uploads: joining hosts authenticate with a join
 // token (NodeGroup); joined nodes (system:nodes) may read the configuration.
-func readerRole(name, resource, object string) *rbacv1.Role {
+func readerRole(name, resource string, objects ...string) *rbacv1.Role {
 	return &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceSystem},
-		Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{resource}, ResourceNames: []string{object}}},
+		Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{resource}, ResourceNames: objects}},
 	}
 }
 
@@ -65,7 +65,9 @@ func readerBinding(name string, groups ...string) *rbacv1.RoleBinding {
 }
 
 // UploadConfig stores the cluster configuration in kube-system/kubeforge-config,
-// readable by joining and joined nodes. It reports what it changed.
+// readable by joining and joined nodes, and creates the (empty) record of
+// joined hosts next to it (JoinedHostsConfigMapName), readable by the same. It
+// reports what it changed.
 func UploadConfig(ctx context.Context, c kubernetes.Interface, cfg *config.Cluster) ([]string, error) {
 	data, err := config.Marshal(cfg)
 	if err != nil {
@@ -83,13 +85,39 @@ func UploadConfig(ctx context.Context, c kubernetes.Interface, cfg *config.Clust
 	if ch {
 		changed = append(changed, "ConfigMap kube-system/"+ConfigMapName)
 	}
-	more, err := applyRole(ctx, c, readerRole(ConfigRole, "configmaps", ConfigMapName),
+	created, err := EnsureJoinedHosts(ctx, c)
+	if err != nil {
+		return changed, err
+	}
+	if created {
+		changed = append(changed, "ConfigMap kube-system/"+JoinedHostsConfigMapName)
+	}
+	more, err := applyRole(ctx, c, readerRole(ConfigRole, "configmaps", ConfigMapName, JoinedHostsConfigMapName),
 		readerBinding(ConfigRole, bootstraptoken.NodeGroup, bootstraptoken.NodesGroup))
 	return append(changed, more...), err
 }
 
-// DownloadConfig reads the cluster configuration back (join).
+// DownloadConfig reads the cluster configuration back (join, the CSR
+// approver), with the recorded joined hosts appended to its hosts table
+// (MergeJoinedHosts). A record the reader may not read (a cluster from before
+// it existed) adds nothing.
 func DownloadConfig(ctx context.Context, c kubernetes.Interface) (*config.Cluster, error) {
+	cfg, err := downloadConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	joined, err := JoinedHosts(ctx, c)
+	if apierrors.IsForbidden(errors.Unwrap(err)) {
+		return cfg, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return MergeJoinedHosts(cfg, joined), nil
+}
+
+// downloadConfig reads kube-system/kubeforge-config alone.
+func downloadConfig(ctx context.Context, c kubernetes.Interface) (*config.Cluster, error) {
 	cm, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, ConfigMapName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading kube-system/%s: %w", ConfigMapName, err)
@@ -103,7 +131,7 @@ func DownloadConfig(ctx context.Context, c kubernetes.Interface) (*config.Cluste
 
 // ErrNoUpload means kubeforge-certs does not exist (never uploaded, or deleted
 // after its two hours).
-var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/" + CertsSecretName + " does not exist, or expired): run `kubeforge init phase upload-certs` on the first control-plane host")
+var ErrNoUpload = errors.New("no certificates are uploaded (Secret kube-system/" + CertsSecretName + " does not exist, or expired): run `kubeforge init phase upload-certs --config <cluster configuration>` on the first control-plane host")
 
 // UploadCerts encrypts files (relative path -> content) under key and stores
 // them in kube-system/kubeforge-certs, owned by a new bootstrap token without
@@ -183,7 +211,7 @@ const (
 )
 
 // ErrNoEtcdUpload means there is no live etcd member hand-over for a host.
-var ErrNoEtcdUpload = errors.New("no etcd member certificates are uploaded for this host (Secret kube-system/" + EtcdMembersSecretName + " does not exist, expired, or has no entry for it): run `kubeforge init phase upload-certs` on the first control-plane host")
+var ErrNoEtcdUpload = errors.New("no etcd member certificates are uploaded for this host (Secret kube-system/" + EtcdMembersSecretName + " does not exist, expired, or has no entry for it): run `kubeforge init phase upload-certs --config <cluster configuration>` on the first control-plane host")
 
 // UploadEtcdMembers encrypts each member's files under key and stores them in
 // kube-system/kubeforge-etcd-members, with the two-hour life of UploadCerts.

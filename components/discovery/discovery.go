@@ -39,12 +39,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
@@ -72,6 +74,10 @@ var (
 	ErrNoCertsUploaded = errors.New("no certificates are uploaded")
 )
 
+// DefaultTimeout bounds discovery when Options.Timeout is zero (kubeadm's
+// --discovery-timeout default).
+const DefaultTimeout = 5 * time.Minute
+
 // Options are the join command's discovery inputs.
 type Options struct {
 	// Endpoint is the API server, host:port (the join command's argument).
@@ -87,8 +93,10 @@ type Options struct {
 	// kube-system/kubeforge-etcd-members CertificateKey decrypts (join --etcd
 	// without --control-plane): member certificates, no CA key.
 	EtcdMember string
-	// Timeout bounds the whole discovery; 30s when zero. Connection errors are
-	// retried within it (an apiserver that is restarting answers again soon).
+	// Timeout bounds the whole discovery; DefaultTimeout when zero. Connection
+	// errors (an apiserver that is restarting answers again soon) and a
+	// cluster-info not yet signed for the token (a token created a moment ago)
+	// are retried within it.
 	Timeout time.Duration
 	Logf    func(format string, a ...any)
 }
@@ -166,7 +174,7 @@ func (o Options) Check() (bootstraptoken.Token, []string, error) {
 // Discover runs the four steps in the package comment.
 func Discover(ctx context.Context, o Options) (*Result, error) {
 	if o.Timeout == 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -178,18 +186,13 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
-	cm, err := fetchClusterInfo(ctx, o.Endpoint, o.Logf)
+	cm, sig, err := signedClusterInfo(ctx, o.Endpoint, tok.ID, o.Timeout, o.Logf)
 	if err != nil {
 		return nil, err
 	}
 	content := cm.Data[bootstrapapi.KubeConfigKey]
 	if content == "" {
 		return nil, fmt.Errorf("%w: kube-public/cluster-info at %s has no kubeconfig", ErrNoClusterInfo, o.Endpoint)
-	}
-	sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+tok.ID]
-	if !ok {
-		return nil, fmt.Errorf("%w: cluster-info at %s carries no signature for token ID %q: the token was never created, was deleted, or has expired (expired tokens are removed by the token cleaner); create a new one on a control-plane host with `kubeforge token create --print-join-command`",
-			ErrUnknownToken, o.Endpoint, tok.ID)
 	}
 	want, err := jws.ComputeDetachedSignature(content, tok.ID, tok.Secret)
 	if err != nil {
@@ -242,7 +245,7 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 		res.Certs, err = clusterinfo.DownloadEtcdMember(ctx, cli, o.CertificateKey, o.EtcdMember)
 		switch {
 		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
-			return nil, fmt.Errorf("%w: %v; use the etcd key of the `--etcd` join command `kubeforge init` (or `kubeforge init phase upload-certs`) printed", ErrCertificateKey, err)
+			return nil, fmt.Errorf("%w: %v; use the etcd key of the `--etcd` join command `kubeforge init` (or `kubeforge init phase upload-certs --config <cluster configuration>`) printed", ErrCertificateKey, err)
 		case errors.Is(err, clusterinfo.ErrNoEtcdUpload):
 			return nil, fmt.Errorf("%w: %v", ErrNoCertsUploaded, err)
 		case err != nil:
@@ -252,7 +255,7 @@ func Discover(ctx context.Context, o Options) (*Result, error) {
 		res.Certs, err = clusterinfo.DownloadCerts(ctx, cli, o.CertificateKey)
 		switch {
 		case errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
-			return nil, fmt.Errorf("%w: %v; use the key `kubeforge init` (or `kubeforge init phase upload-certs`) printed with the current upload", ErrCertificateKey, err)
+			return nil, fmt.Errorf("%w: %v; use the key `kubeforge init` (or `kubeforge init phase upload-certs --config <cluster configuration>`) printed with the current upload", ErrCertificateKey, err)
 		case errors.Is(err, clusterinfo.ErrNoUpload):
 			return nil, fmt.Errorf("%w: %v", ErrNoCertsUploaded, err)
 		case err != nil:
@@ -306,15 +309,17 @@ func apiError(err error, endpoint, tokenID, object string, notFound error) error
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%w: token %s may not read %s (the RBAC `kubeforge init` sets up for joins is missing): %v", ErrTokenRejected, tokenID, object, err)
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("%w: %s does not exist: run `kubeforge init phase upload-config` on the first control-plane host", notFound, object)
+		return fmt.Errorf("%w: %s does not exist: run `kubeforge init phase upload-config --config <cluster configuration>` on the first control-plane host", notFound, object)
 	}
 	return fmt.Errorf("%w: reading %s from %s: %v", ErrUnreachable, object, endpoint, err)
 }
 
-// fetchClusterInfo GETs cluster-info without credentials and without verifying
-// the server (nothing to verify against yet), retrying connection errors until
-// ctx ends. The response is at most 1 MiB: the server is untrusted.
-func fetchClusterInfo(ctx context.Context, endpoint string, logf func(string, ...any)) (*corev1.ConfigMap, error) {
+// signedClusterInfo reads cluster-info until it carries a signature for token
+// id and returns it with that signature (not yet verified). A cluster-info
+// without one is what a joiner sees in the seconds between the token's creation
+// and the bootstrap signer's update, so it waits for it, like kubeadm, saying
+// once what it saw; at the deadline (ctx) it says what it saw last.
+func signedClusterInfo(ctx context.Context, endpoint, id string, timeout time.Duration, logf func(string, ...any)) (*corev1.ConfigMap, string, error) {
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see package comment: verified by JWS and CA pin
 		Proxy:           nil,
@@ -322,38 +327,100 @@ func fetchClusterInfo(ctx context.Context, endpoint string, logf func(string, ..
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	url := "https://" + endpoint + "/api/v1/namespaces/" + "kube-public" + "/configmaps/" + bootstrapapi.ConfigMapClusterInfo
-	var last error
-	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			defer resp.Body.Close()
-			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			switch {
-			case rerr != nil:
-				return nil, fmt.Errorf("%w: reading cluster-info from %s: %v", ErrUnreachable, endpoint, rerr)
-			case resp.StatusCode == http.StatusNotFound:
-				return nil, fmt.Errorf("%w: %s answers 404 for kube-public/cluster-info: not a kubeforge (or kubeadm) control plane, or init has not published it yet", ErrNoClusterInfo, endpoint)
-			case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-				return nil, fmt.Errorf("%w: %s refuses anonymous reads of kube-public/cluster-info (HTTP %d); the API server must allow them for token discovery", ErrNoClusterInfo, endpoint, resp.StatusCode)
-			case resp.StatusCode != http.StatusOK:
-				return nil, fmt.Errorf("%w: %s answers HTTP %d for cluster-info: %.200s", ErrNoClusterInfo, endpoint, resp.StatusCode, body)
+	var (
+		cm          *corev1.ConfigMap
+		sig         string
+		unreachable error
+		waitedFor   bool
+	)
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		c, err := fetchClusterInfo(ctx, hc, endpoint)
+		var conn *connError
+		if errors.As(err, &conn) {
+			if ctx.Err() != nil {
+				// The deadline cut this request: what was seen before stands.
+				return false, nil
 			}
-			var cm corev1.ConfigMap
-			if err := json.Unmarshal(body, &cm); err != nil || cm.Name != bootstrapapi.ConfigMapClusterInfo {
-				return nil, fmt.Errorf("%w: %s did not answer with the cluster-info ConfigMap: %v", ErrNoClusterInfo, endpoint, err)
+			if unreachable == nil {
+				logf("waiting for %s: %v", endpoint, conn.err)
 			}
-			return &cm, nil
+			unreachable = conn.err
+			return false, nil
 		}
-		last = err
-		if attempt == 0 {
-			logf("waiting for %s: %v", endpoint, err)
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, endpoint, last)
-		case <-time.After(time.Second):
+		cm, unreachable = c, nil
+		if s, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+id]; ok {
+			sig = s
+			return true, nil
+		}
+		if !waitedFor {
+			waitedFor = true
+			logf("cluster-info at %s carries no signature for token ID %q yet (signed for: %s); waiting up to %s for the bootstrap signer (--discovery-timeout)",
+				endpoint, id, signedFor(cm), timeout)
+		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return cm, sig, nil
+	case unreachable != nil:
+		return nil, "", fmt.Errorf("%w: %s: %v", ErrUnreachable, endpoint, unreachable)
+	case cm != nil:
+		return nil, "", fmt.Errorf("%w: cluster-info at %s still carried no signature for token ID %q after %s (signed for: %s): the token was never created, was deleted, or has expired (expired tokens are removed by the token cleaner); create a new one on a control-plane host with `kubeforge token create --print-join-command`",
+			ErrUnknownToken, endpoint, id, timeout, signedFor(cm))
+	case ctx.Err() != nil:
+		return nil, "", fmt.Errorf("%w: %s: no answer within %s (--discovery-timeout)", ErrUnreachable, endpoint, timeout)
+	}
+	return nil, "", err
+}
+
+// signedFor lists the token IDs cluster-info carries signatures for.
+func signedFor(cm *corev1.ConfigMap) string {
+	var ids []string
+	for k := range cm.Data {
+		if id, ok := strings.CutPrefix(k, bootstrapapi.JWSSignatureKeyPrefix); ok {
+			ids = append(ids, id)
 		}
 	}
+	if len(ids) == 0 {
+		return "no token"
+	}
+	sort.Strings(ids)
+	return strings.Join(ids, ", ")
+}
+
+// connError is a request that did not reach the API server: retried.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return e.err.Error() }
+
+// fetchClusterInfo GETs cluster-info once, without credentials and without
+// verifying the server (nothing to verify against yet). The response is at
+// most 1 MiB: the server is untrusted.
+func fetchClusterInfo(ctx context.Context, hc *http.Client, endpoint string) (*corev1.ConfigMap, error) {
+	url := "https://" + endpoint + "/api/v1/namespaces/" + "kube-public" + "/configmaps/" + bootstrapapi.ConfigMapClusterInfo
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, &connError{err}
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case rerr != nil:
+		return nil, fmt.Errorf("%w: reading cluster-info from %s: %v", ErrUnreachable, endpoint, rerr)
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%w: %s answers 404 for kube-public/cluster-info: not a kubeforge (or kubeadm) control plane, or init has not published it yet", ErrNoClusterInfo, endpoint)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("%w: %s refuses anonymous reads of kube-public/cluster-info (HTTP %d); the API server must allow them for token discovery", ErrNoClusterInfo, endpoint, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: %s answers HTTP %d for cluster-info: %.200s", ErrNoClusterInfo, endpoint, resp.StatusCode, body)
+	}
+	var cm corev1.ConfigMap
+	if err := json.Unmarshal(body, &cm); err != nil || cm.Name != bootstrapapi.ConfigMapClusterInfo {
+		return nil, fmt.Errorf("%w: %s did not answer with the cluster-info ConfigMap: %v", ErrNoClusterInfo, endpoint, err)
+	}
+	return &cm, nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,13 @@ type apiserver struct {
 	// properly signed for the token (an attacker who knows the token).
 	extraCA  atomic.Pointer[[]byte]
 	requests atomic.Int32
+	// unsigned counts down the cluster-info reads still answered without the
+	// token's signature (the bootstrap signer has not seen the token yet).
+	unsigned atomic.Int32
+	// hangAfter, when positive, makes every cluster-info read after that many
+	// hang until the client gives up (a loaded apiserver at the deadline).
+	hangAfter atomic.Int32
+	infoReads atomic.Int32
 }
 
 func status(w http.ResponseWriter, code int, reason string) {
@@ -84,15 +92,26 @@ func newAPIServer(t *testing.T) *apiserver {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/api/v1/namespaces/kube-public/configmaps/cluster-info":
+			if n := a.infoReads.Add(1); a.hangAfter.Load() > 0 && n > a.hangAfter.Load() {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
 			caData := ca.CertPEM
 			if extra := a.extraCA.Load(); extra != nil {
 				caData = append(append([]byte{}, ca.CertPEM...), *extra...)
 			}
 			kc, _ := clusterinfo.Kubeconfig("https://"+r.Host, caData)
 			sig, _ := jws.ComputeDetachedSignature(string(kc), tokenID, tokenSecret)
+			data := map[string]string{"kubeconfig": string(kc), "jws-kubeconfig-" + tokenID: sig}
+			if a.unsigned.Add(-1) >= 0 {
+				delete(data, "jws-kubeconfig-"+tokenID)
+				data["jws-kubeconfig-older1"] = "x"
+			}
 			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-				"metadata": map[string]any{"name": "cluster-info", "namespace": "kube-public"},
-				"data":     map[string]string{"kubeconfig": string(kc), "jws-kubeconfig-" + tokenID: sig}})
+				"metadata": map[string]any{"name": "cluster-info", "namespace": "kube-public"}, "data": data})
 		case "/api/v1/namespaces/kube-system/configmaps/kubeforge-config":
 			if !authed || a.rejected.Load() {
 				status(w, 401, "Unauthorized")
@@ -158,7 +177,8 @@ func TestDiscoverFailures(t *testing.T) {
 		text   []string
 	}{
 		{"wrong CA hash", func(o *Options) { o.CAHashes = []string{wrongHash} }, nil, ErrCAHashMismatch, []string{a.hash, wrongHash}},
-		{"unknown token ID", func(o *Options) { o.Token = "zzzzzz." + tokenSecret }, nil, ErrUnknownToken, []string{`"zzzzzz"`, "expired"}},
+		{"unknown token ID", func(o *Options) { o.Token = "zzzzzz." + tokenSecret; o.Timeout = 1500 * time.Millisecond }, nil, ErrUnknownToken,
+			[]string{`"zzzzzz"`, "expired", "after 1.5s", "signed for: " + tokenID, "kubeforge token create --print-join-command"}},
 		{"wrong token secret", func(o *Options) { o.Token = tokenID + ".ffffffffffffffff" }, nil, ErrTokenSignature, []string{"secret is wrong"}},
 		{"expired token", nil, func() { a.rejected.Store(true) }, ErrTokenRejected, []string{"expired or was revoked", tokenID}},
 		{"wrong certificate key", func(o *Options) { o.CertificateKey = strings.Repeat("ab", 32) }, func() { a.rejected.Store(false) }, ErrCertificateKey, []string{"does not match"}},
@@ -188,6 +208,42 @@ func TestDiscoverFailures(t *testing.T) {
 		if strings.Contains(err.Error(), tokenSecret) {
 			t.Errorf("%s: the token secret is in the error", tc.what)
 		}
+	}
+}
+
+// TestDiscoverWaitsForTheSignature: right after `token create` on an older
+// control plane, cluster-info is not signed for the token yet; discovery reads
+// it again until it is, and says once what it saw.
+func TestDiscoverWaitsForTheSignature(t *testing.T) {
+	a := newAPIServer(t)
+	a.unsigned.Store(2)
+	var log strings.Builder
+	res, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, Timeout: time.Minute,
+		Logf: func(f string, args ...any) { fmt.Fprintf(&log, f+"\n", args...) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Token.ID != tokenID {
+		t.Errorf("result %+v", res)
+	}
+	if a.unsigned.Load() >= 0 {
+		t.Errorf("discovery succeeded with %d unsigned reads left", a.unsigned.Load()+1)
+	}
+	if n := strings.Count(log.String(), "no signature for token ID"); n != 1 || !strings.Contains(log.String(), "signed for: older1") {
+		t.Errorf("want one line saying what it saw, got %d:\n%s", n, log.String())
+	}
+}
+
+// TestDiscoverUnsignedAtTheDeadline: the read in flight when the deadline
+// passes is cut; the error must still say what discovery saw (no signature for
+// the token), not that the API server cannot be reached.
+func TestDiscoverUnsignedAtTheDeadline(t *testing.T) {
+	a := newAPIServer(t)
+	a.unsigned.Store(1000)
+	a.hangAfter.Store(1)
+	_, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, Timeout: 1500 * time.Millisecond})
+	if !errors.Is(err, ErrUnknownToken) || !strings.Contains(err.Error(), "after 1.5s") {
+		t.Errorf("error %v, want ErrUnknownToken saying how long it waited", err)
 	}
 }
 

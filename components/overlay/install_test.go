@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -89,15 +88,5 @@ func TestIsOverlayDevice(t *testing.T) {
 		if got := isOverlayDevice(name); got != want {
 			t.Errorf("isOverlayDevice(%q) = %v", name, got)
 		}
-	}
-}
-
-// With the kube backend a removed node's subnet goes with its Node: ForgetNode
-// has nothing to do and says so, without touching the host.
-func TestForgetNodeKube(t *testing.T) {
-	c := config.Default()
-	res, err := ForgetNode(context.Background(), ForgetOptions{Cluster: c, Node: "node04"})
-	if err != nil || res.Changed || !strings.Contains(res.Detail, "deleting the Node releases it") {
-		t.Fatalf("%+v %v", res, err)
 	}
 }

@@ -50,6 +50,10 @@ type Flags struct {
 	ControlPlane   bool
 	CertificateKey string
 	Timeout        time.Duration
+	// IgnorePreflightErrors and FixPreflight are the preflight phase's
+	// --ignore-preflight-errors and --fix.
+	IgnorePreflightErrors []string
+	FixPreflight          bool
 }
 
 // AddFlags registers the flags on fs.
@@ -59,7 +63,9 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.Etcd, "etcd", false, "Also run an etcd member on this host (needs --certificate-key)")
 	fs.BoolVar(&f.ControlPlane, "control-plane", false, "Join as a control-plane host (needs --certificate-key)")
 	fs.StringVar(&f.CertificateKey, "certificate-key", "", "Key that decrypts the uploaded certificates: with --etcd this host's etcd member certificates, with --control-plane the CA keys (or $"+CertificateKeyEnv+")")
-	fs.DurationVar(&f.Timeout, "discovery-timeout", 30*time.Second, "How long discovery waits for the API server")
+	fs.StringSliceVar(&f.IgnorePreflightErrors, "ignore-preflight-errors", nil, "Preflight checks whose errors are only warnings, e.g. Swap,Mem; 'all' ignores every error")
+	fs.BoolVar(&f.FixPreflight, "fix", false, "Apply the fixes of failed preflight checks (as 'kubeforge preflight --fix', with the cluster's configuration from discovery), then check again")
+	fs.DurationVar(&f.Timeout, "discovery-timeout", discovery.DefaultTimeout, "How long discovery waits for the API server and for cluster-info to be signed for the token")
 }
 
 // Data is join's run data: the common run data plus discovery, which supplies

@@ -40,8 +40,10 @@ func discoveryPhase() workflow.Phase {
 signer's signature for the join token and pin the CA by its public-key hash; then,
 trusting that CA, read the cluster configuration (and with --certificate-key the
 encrypted certificates) with the token, and find this host in the configuration.
-Only reads: a wrong hash, an unknown or expired token, an unreachable endpoint or a
-wrong certificate key fail here, before anything on the host has changed. It
+A cluster-info not yet signed for the token (one created a moment ago) is read again
+until --discovery-timeout. Only reads: a wrong hash, an unknown or expired token, an
+unreachable endpoint or a wrong certificate key fail here, before anything on the
+host has changed. It
 runs first because every later phase (preflight included) needs what it finds.`,
 		Run: func(d workflow.RunData) error {
 			data, err := joinData(d, "discovery")
@@ -72,8 +74,11 @@ func preflightPhase() workflow.Phase {
 		Name:  "preflight",
 		Short: "Check the host (kernel, modules, sysctls, swap, ports)",
 		Long: `Run the pre-flight checks of 'kubeforge preflight' for this host's roles,
-without fixing anything ('kubeforge preflight --fix' does that). A failed check
-stops the join before anything is changed. On a host that joined before (its
+against the cluster configuration discovery fetched (time server, CIDRs, ports),
+so they work on a host the hosts table does not list. With --fix, apply the fixes
+of the failed checks first (chrony, sysctls, modules, swap, firewall ...) and check
+again; --ignore-preflight-errors=NAME,... (or all) makes checks non-fatal. A
+failed check stops the join before anything else is changed. On a host that joined before (its
 kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
 /etc/kubernetes) are skipped, so that join can be re-run to converge the host.`,
 		Run: func(d workflow.RunData) error {
@@ -83,7 +88,9 @@ kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
 			}
 			ctx, h := data.Context(), data.Host()
 			log := &lineWriter{log: data.Logger().Printf}
-			opts := preflight.Options{DryRun: data.DryRun(), Log: log}
+			jf := data.JoinFlags()
+			opts := preflight.Options{DryRun: data.DryRun(), Log: log, Fix: jf.FixPreflight, IgnoreErrors: jf.IgnorePreflightErrors,
+				FixHint: "re-running the join command with `--fix`"}
 			unit, err := h.ReadFile(ctx, path.Join("/etc/systemd/system", kubelet.UnitName))
 			if err == nil && bytes.Contains(unit, []byte("written by kubeforge")) {
 				data.Logger().Printf("%s is kubeforge's: this host joined before, so the fresh-host checks (%s) do not apply",
@@ -109,6 +116,9 @@ kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
 			log.flush()
 			if err != nil {
 				return err
+			}
+			if len(rep.Fixes) > 0 {
+				return nil // changed the host
 			}
 			return workflow.Unchanged("all checks passed on %s", h.Name())
 		},

@@ -311,8 +311,8 @@ func TestNodes(t *testing.T) {
 		unreachable := strings.TrimSuffix(l.addr["master01"], "151") + "99:6443"
 		cases := []struct{ name, cmd, want string }{
 			{"wrong CA hash", fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s", endpoint, token, wrongHash), "does not match --discovery-token-ca-cert-hash"},
-			{"expired token", fmt.Sprintf("kubeforge join %s --token expird.0123456789abcdef --discovery-token-ca-cert-hash %s", endpoint, caHash), "expired"},
-			{"unknown token", fmt.Sprintf("kubeforge join %s --token zzzzzz.0123456789abcdef --discovery-token-ca-cert-hash %s", endpoint, caHash), `token ID "zzzzzz"`},
+			{"expired token", fmt.Sprintf("kubeforge join %s --token expird.0123456789abcdef --discovery-token-ca-cert-hash %s --discovery-timeout 10s", endpoint, caHash), "expired"},
+			{"unknown token", fmt.Sprintf("kubeforge join %s --token zzzzzz.0123456789abcdef --discovery-token-ca-cert-hash %s --discovery-timeout 10s", endpoint, caHash), `token ID "zzzzzz" after 10s`},
 			{"unreachable endpoint", fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s --discovery-timeout 3s", unreachable, token, caHash), "cannot be reached"},
 			{"wrong certificate key", fmt.Sprintf("kubeforge join %s --token %s --discovery-token-ca-cert-hash %s --etcd --certificate-key %s", endpoint, token, caHash, strings.Repeat("cd", 32)), "certificate key does not decrypt"},
 		}

@@ -64,6 +64,7 @@ func (a *Approver) Run(ctx context.Context, resync time.Duration) error {
 	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.nodeChanged,
 		UpdateFunc: func(_, obj any) { c.nodeChanged(obj) },
+		DeleteFunc: c.nodeChanged,
 	}); err != nil {
 		return err
 	}
@@ -103,6 +104,9 @@ func (c *controller) csrChanged(obj any) {
 }
 
 func (c *controller) nodeChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
 	if n, ok := obj.(*corev1.Node); ok {
 		c.queue.Add(nodeKey + n.Name)
 	}
@@ -151,12 +155,18 @@ func (c *controller) handle(ctx context.Context, key string) error {
 		name := strings.TrimPrefix(key, nodeKey)
 		n, err := c.nodes.Get(name)
 		if apierrors.IsNotFound(err) {
-			return nil
+			return c.a.forgetJoined(ctx, name)
 		}
 		if err != nil {
 			return err
 		}
 		if removed, err := c.a.removeIfAsked(ctx, n); removed || err != nil {
+			if err == nil {
+				err = c.a.forgetJoined(ctx, name)
+			}
+			return err
+		}
+		if err := c.a.recordJoined(ctx, n); err != nil {
 			return err
 		}
 		// The node's pending CSRs may have been waiting for it to register

@@ -455,10 +455,13 @@ func TestRBACIsNarrow(t *testing.T) {
 	if binding.Subjects[0].Name != User || binding.RoleRef.Name != role.Name {
 		t.Errorf("binding %+v", binding)
 	}
-	// The uploaded configuration: get on that one ConfigMap, in kube-system.
+	// The uploaded configuration: get on that one ConfigMap, in kube-system;
+	// get and update on the record of joined hosts, nothing on anything else.
 	cr, cb := ConfigRBAC()
-	if cr.Namespace != "kube-system" || len(cr.Rules) != 1 || strings.Join(cr.Rules[0].Verbs, ",") != "get" ||
-		strings.Join(cr.Rules[0].Resources, ",") != "configmaps" || strings.Join(cr.Rules[0].ResourceNames, ",") != clusterinfo.ConfigMapName {
+	if cr.Namespace != "kube-system" || len(cr.Rules) != 2 || strings.Join(cr.Rules[0].Verbs, ",") != "get" ||
+		strings.Join(cr.Rules[0].Resources, ",") != "configmaps" || strings.Join(cr.Rules[0].ResourceNames, ",") != clusterinfo.ConfigMapName ||
+		strings.Join(cr.Rules[1].Verbs, ",") != "get,update" || strings.Join(cr.Rules[1].Resources, ",") != "configmaps" ||
+		strings.Join(cr.Rules[1].ResourceNames, ",") != clusterinfo.JoinedHostsConfigMapName {
 		t.Errorf("config reader role %+v", cr)
 	}
 	if cb.Namespace != "kube-system" || len(cb.Subjects) != 1 || cb.Subjects[0].Name != User || cb.RoleRef.Kind != "Role" || cb.RoleRef.Name != cr.Name {

@@ -57,13 +57,20 @@ func RBAC() (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 }
 
 // ConfigRBAC lets the approver read the uploaded cluster configuration, whose
-// hosts table says what a kubelet serving certificate may name: get on that
-// one ConfigMap in kube-system, nothing else.
+// hosts table says what a kubelet serving certificate may name (get on that
+// one ConfigMap in kube-system), and keep the record of joined hosts (get and
+// update on kubeforge-joined-hosts, which upload-config creates). It may not
+// change kubeforge-config: the settings every joining host trusts stay the
+// administrator's.
 func ConfigRBAC() (*rbacv1.Role, *rbacv1.RoleBinding) {
 	role := &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: metav1.NamespaceSystem},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
-			ResourceNames: []string{clusterinfo.ConfigMapName}}},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
+				ResourceNames: []string{clusterinfo.ConfigMapName}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"},
+				ResourceNames: []string{clusterinfo.JoinedHostsConfigMapName}},
+		},
 	}
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: metav1.NamespaceSystem},

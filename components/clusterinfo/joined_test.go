@@ -1,0 +1,98 @@
+package clusterinfo
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeforge/kubeforge/bootstrap/config"
+)
+
+// TestJoinedHosts: a host that joined without being in the hosts table is
+// recorded once, as a worker; names and addresses the table (or an earlier
+// entry) holds are never recorded or changed; the download merges the record
+// into the hosts table; forget removes exactly one entry.
+func TestJoinedHosts(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	cfg := config.Default()
+	if _, err := UploadConfig(ctx, c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)
+	listed := cfg.Spec.Hosts[1]
+
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.160", now); err != nil || !ok {
+		t.Fatalf("record node03: %v %v", ok, err)
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.199", now); err != nil || ok {
+		t.Errorf("a second record of node03 (another address) must change nothing: %v %v", ok, err)
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, listed.Name, "192.168.161.198", now); err != nil || ok {
+		t.Errorf("a listed host must not be recorded: %v %v", ok, err)
+	}
+	for _, tc := range []struct{ name, addr string }{
+		{"node04", listed.Address},    // a listed host's address
+		{"node04", "192.168.161.160"}, // node03's
+		{"Node_04", "192.168.161.161"},
+		{"node04", "not-an-ip"},
+	} {
+		if ok, err := RecordJoinedHost(ctx, c, cfg, tc.name, tc.addr, now); !errors.Is(err, ErrJoinedConflict) || ok {
+			t.Errorf("record %s at %s: %v %v, want ErrJoinedConflict", tc.name, tc.addr, ok, err)
+		}
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", now); err != nil || !ok {
+		t.Fatalf("record node04: %v %v", ok, err)
+	}
+
+	got, err := DownloadConfig(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(cfg.Spec.Hosts)
+	if len(got.Spec.Hosts) != n+2 || got.Spec.Hosts[n].Name != "node03" || got.Spec.Hosts[n].Address != "192.168.161.160" ||
+		!got.Spec.Hosts[n].HasRole(config.RoleWorker) || got.Spec.Hosts[n+1].Name != "node04" {
+		t.Errorf("merged hosts %+v", got.Spec.Hosts)
+	}
+	if len(cfg.Spec.Hosts) != n {
+		t.Error("the merge changed the caller's configuration")
+	}
+
+	// An entry someone wrote for a listed name is ignored by the merge: the
+	// operator's table wins.
+	cm, _ := c.CoreV1().ConfigMaps("kube-system").Get(ctx, JoinedHostsConfigMapName, metav1.GetOptions{})
+	cm.Data[listed.Name] = `{"address":"192.168.161.250","roles":["control-plane"]}`
+	cm.Data["bad"] = `not json`
+	if _, err := c.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = DownloadConfig(ctx, c)
+	if h, _ := got.Host(listed.Name); h.Address != listed.Address || len(got.Spec.Hosts) != n+2 {
+		t.Errorf("a recorded entry overrode the table: %+v", got.Spec.Hosts)
+	}
+
+	if ok, err := ForgetJoinedHost(ctx, c, listed.Name); err != nil || !ok {
+		t.Fatalf("forget the injected entry: %v %v", ok, err)
+	}
+	if ok, err := ForgetJoinedHost(ctx, c, "node03"); err != nil || !ok {
+		t.Fatalf("forget node03: %v %v", ok, err)
+	}
+	if ok, err := ForgetJoinedHost(ctx, c, "node03"); err != nil || ok {
+		t.Errorf("forget node03 again: %v %v", ok, err)
+	}
+	hosts, _ := JoinedHosts(ctx, c)
+	if len(hosts) != 1 || hosts[0].Name != "node04" {
+		t.Errorf("after forget: %+v", hosts)
+	}
+	// A rerun of upload-config keeps the record.
+	if _, err := UploadConfig(ctx, c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hosts, _ := JoinedHosts(ctx, c); len(hosts) != 1 {
+		t.Errorf("upload-config rerun changed the record: %+v", hosts)
+	}
+}
