@@ -79,7 +79,7 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("the Deployment: %v\n%s", err, out)
 	}
 	available := func() string {
-		out, _ := l.ssh("master01", "KUBECONFIG=/etc/kubernetes/admin.conf kubectl -n restore get deploy httpecho -o jsonpath='{.status.availableReplicas}'; KUBECONFIG=/etc/kubernetes/admin.conf kubectl -n restore get pods -l app=httpecho --field-selector=status.phase=Running --no-headers | wc -l", nil)
+		out, _ := l.ssh("master01", "KUBECONFIG=/etc/kubernetes/admin.conf kubectl -n restore get deploy httpecho -o jsonpath='{.status.availableReplicas}'; echo; KUBECONFIG=/etc/kubernetes/admin.conf kubectl -n restore get pods -l app=httpecho --field-selector=status.phase=Running --no-headers | wc -l", nil)
 		if strings.Fields(out) == nil || strings.Join(strings.Fields(out), " ") != "2 2" {
 			return "available replicas and running pods: " + strings.Join(strings.Fields(out), " ")
 		}
