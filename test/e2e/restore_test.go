@@ -43,7 +43,11 @@ func TestRestore(t *testing.T) {
 		}
 	}
 
-	initOut := l.must("master01", "kubeforge init --config /root/kf/cluster.yaml --node-name master01")
+	initOut, err := l.ssh("master01", "kubeforge init --config /root/kf/cluster.yaml --node-name master01", nil)
+	if err != nil {
+		j, _ := l.ssh("master01", "systemctl status kube-controller-manager --no-pager; journalctl --no-pager -o cat -n 30 -u kube-controller-manager", nil)
+		t.Fatalf("init: %v\n%s\n--- kube-controller-manager ---\n%s", err, initOut, j)
+	}
 	m := regexp.MustCompile(`KUBEFORGE_TOKEN=(\S+) KUBEFORGE_CERTIFICATE_KEY=([0-9a-f]{64}) kubeforge join (\S+) --discovery-token-ca-cert-hash (\S+) --etcd`).FindStringSubmatch(initOut)
 	if m == nil {
 		t.Fatalf("init printed no etcd join command:\n%s", initOut)
