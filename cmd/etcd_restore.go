@@ -102,7 +102,7 @@ func (f *restoreFlags) restore(ctx context.Context, out io.Writer, file string) 
 		return err
 	}
 	if cfg == nil {
-		return fmt.Errorf("no cluster configuration %s on this host (init and join write it; name one with --config)", initphases.ClusterConfigPath)
+		return fmt.Errorf("no cluster configuration %s on this host (init keeps one on its host; on a host that joined, copy that file here and name it with --config)", initphases.ClusterConfigPath)
 	}
 	member, err := snapshot.ReadLocalMember(ctx, h, etcd.ConfigPath)
 	if err != nil {
