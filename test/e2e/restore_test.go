@@ -44,6 +44,15 @@ func TestRestore(t *testing.T) {
 	}
 
 	initOut, err := l.ssh("master01", "kubeforge init --config /root/kf/cluster.yaml --node-name master01", nil)
+	if err != nil && strings.Contains(initOut, "wait-control-plane: kube-controller-manager.service is inactive (dead), not starting") {
+		// Seen on a loaded machine: the controller-manager's start job waits
+		// (After=kube-apiserver.service) for the apiserver's, and
+		// wait-control-plane takes the queued unit's "inactive" for a stopped
+		// one (components/controlplane watchUnit). Not what this test is
+		// about: init is idempotent, run it again.
+		t.Logf("init hit the wait-control-plane race; running it again")
+		initOut, err = l.ssh("master01", "kubeforge init --config /root/kf/cluster.yaml --node-name master01", nil)
+	}
 	if err != nil {
 		j, _ := l.ssh("master01", "systemctl status kube-controller-manager --no-pager; journalctl --no-pager -o cat -n 30 -u kube-controller-manager", nil)
 		t.Fatalf("init: %v\n%s\n--- kube-controller-manager ---\n%s", err, initOut, j)
