@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/renewal"
@@ -40,13 +41,20 @@ func (f *certDirFlags) add(c *cobra.Command) {
 
 func newCertsCheckExpirationCmd() *cobra.Command {
 	var (
-		dirs   certDirFlags
-		output string
+		dirs       certDirFlags
+		output     string
+		warnWithin time.Duration
+		configPath string
 	)
 	c := &cobra.Command{
 		Use:   "check-expiration",
 		Short: "List every certificate, kubeconfig client certificate and CA with its expiry",
-		Args:  cobra.NoArgs,
+		Long: `List every certificate, kubeconfig client certificate and CA with its expiry.
+A certificate or CA that expires within the renewal window (--warn-within, by
+default spec.certificates.autoRenew.renewBefore of the cluster configuration,
+else 720h) gets a WARNING line on stderr with text output (the exit status stays 0: the report
+itself succeeded; kubeforge-certs-renew.timer renews what is due).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output %q: want text or json", output)
@@ -55,12 +63,60 @@ func newCertsCheckExpirationCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeReport(cmd.OutOrStdout(), output, r, r.WriteText)
+			if err := writeReport(cmd.OutOrStdout(), output, r, r.WriteText); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("warn-within") {
+				if cfg, err := config.Load(configPath); err == nil {
+					warnWithin = cfg.Spec.Certificates.AutoRenew.RenewBefore.Duration()
+				}
+				if warnWithin <= 0 {
+					warnWithin = config.DefaultCertRenewBefore.Duration()
+				}
+			}
+			if output == "text" {
+				writeExpiryWarnings(cmd.ErrOrStderr(), r, warnWithin)
+			}
+			return nil
 		},
 	}
 	dirs.add(c)
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	c.Flags().DurationVar(&warnWithin, "warn-within", 0, "warn about what expires within this long (default: spec.certificates.autoRenew.renewBefore of --config, else 720h)")
+	c.Flags().StringVar(&configPath, "config", initphases.ClusterConfigPath, "cluster configuration with the renewal window")
 	return c
+}
+
+// writeExpiryWarnings prints a WARNING line for each certificate and CA that
+// expires within d and returns how many.
+func writeExpiryWarnings(w io.Writer, r *certs.ExpirationReport, d time.Duration) int {
+	n := 0
+	for _, c := range r.Certificates {
+		if c.Missing || c.Residual >= d {
+			continue
+		}
+		n++
+		how := "renew it: kubeforge certs renew " + c.Name
+		if c.ExternallyManaged {
+			how = "it is externally managed (no CA key here): renew it where its CA key is"
+		}
+		fmt.Fprintf(w, "WARNING: certificate %s (%s) expires %s, within the renewal window of %s; %s\n", c.Name, c.Path, expiresIn(c.Residual), d, how)
+	}
+	for _, c := range r.CAs {
+		if c.Missing || c.Residual >= d {
+			continue
+		}
+		n++
+		fmt.Fprintf(w, "WARNING: CA %s (%s) expires %s, within the renewal window of %s; a CA is not renewed, it has to be rotated\n", c.Name, c.Path, expiresIn(c.Residual), d)
+	}
+	return n
+}
+
+func expiresIn(d time.Duration) string {
+	if d <= 0 {
+		return "expired"
+	}
+	return "in " + d.Round(time.Minute).String()
 }
 
 func newCertsRenewCmd() *cobra.Command {
@@ -72,6 +128,7 @@ func newCertsRenewCmd() *cobra.Command {
 		output     string
 		configPath string
 		nodeName   string
+		within     time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "renew all|NAME...",
@@ -91,6 +148,8 @@ re-ensured from the cluster configuration (--config, else the copy init keeps in
 that does not get healthy stops the sequence; the message names the backup to
 roll back from. --no-restart only renews; --dry-run lists the files that would
 be renewed and the units that would be restarted, and changes nothing.
+--expiring-within D renews only those of the names that expire within D (what
+kubeforge-certs-renew.timer runs); with none due it changes nothing.
 
 Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 		Example: `  kubeforge certs renew all
@@ -119,6 +178,18 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 			cfg, node, _, cfgErr := renewal.LoadConfig(ctx, h, renewal.ConfigSource{Path: configPath, HostCopy: initphases.ClusterConfigPath, NodeName: nodeName})
 			if cfgErr != nil && configPath != "" {
 				return cfgErr
+			}
+			if within > 0 {
+				due, err := expiringWithin(certs.HostFS{Ctx: ctx, Host: h}, dirs, within, args)
+				if err != nil {
+					return err
+				}
+				if len(due) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "[renew] no certificate of %s expires within %s; nothing to do\n", strings.Join(args, ", "), within)
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "[renew] expiring within %s: %s\n", within, strings.Join(due, ", "))
+				args = due
 			}
 			// A broken copy only matters when a restart needs it (below).
 			opts := certs.RenewOptions{
@@ -194,7 +265,28 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	c.Flags().StringVar(&configPath, "config", "", "cluster configuration for rebuilding the control-plane units (default: "+initphases.ClusterConfigPath+" on this host, if present)")
 	c.Flags().StringVar(&nodeName, "node-name", "", "this host's name in the cluster configuration (default: found by hostname or address)")
+	c.Flags().DurationVar(&within, "expiring-within", 0, "renew only the named certificates that expire within this long (e.g. 720h)")
 	return c
+}
+
+// expiringWithin are those of names ("all" meaning every renewable one) that
+// exist here, are not externally managed, and expire within d.
+func expiringWithin(fsys certs.FS, dirs certDirFlags, d time.Duration, names []string) ([]string, error) {
+	r, err := certs.CheckExpiration(fsys, dirs.certDir, dirs.kubeconfigDir, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var due []string
+	for _, c := range r.Certificates {
+		if (want["all"] || want[c.Name]) && !c.Missing && !c.ExternallyManaged && c.Residual < d {
+			due = append(due, c.Name)
+		}
+	}
+	return due, nil
 }
 
 // cmdContext is the command's context, or a background one for a command run

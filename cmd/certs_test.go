@@ -38,6 +38,18 @@ func TestCertsCheckExpirationCommand(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// The fixture's certificates expire in about an hour.
+	out, err = runRoot(t, "", "certs", "check-expiration", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--warn-within", "2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "WARNING: certificate apiserver (") || !strings.Contains(out, "within the renewal window of 2h0m0s; renew it: kubeforge certs renew apiserver") {
+		t.Errorf("no WARNING for the apiserver certificate within 2h:\n%s", out)
+	}
+	out, err = runRoot(t, "", "certs", "check-expiration", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--warn-within", "30m")
+	if err != nil || strings.Contains(out, "WARNING") {
+		t.Errorf("warnings within 30m (err %v):\n%s", err, out)
+	}
 	out, err = runRoot(t, "", "certs", "check-expiration", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "-o", "json")
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +86,24 @@ func TestCertsRenewCommand(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(backup, "pki", "apiserver.crt")); string(got) != string(before) {
 		t.Error("backup does not hold the replaced apiserver.crt")
+	}
+	// --expiring-within: the fixture's certificates expire in about an hour,
+	// the two just renewed an hour later.
+	out, err = runRoot(t, "", "certs", "renew", "all", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--expiring-within", "30m")
+	if err != nil || !strings.Contains(out, "nothing to do") {
+		t.Errorf("--expiring-within 30m (err %v):\n%s", err, out)
+	}
+	out, err = runRoot(t, "", "certs", "renew", "all", "--cert-dir", certDir, "--kubeconfig-dir", kcDir, "--expiring-within", "90m", "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, _, _ := strings.Cut(strings.SplitN(out, "[renew] expiring within 1h30m0s: ", 2)[len(strings.SplitN(out, "[renew] expiring within 1h30m0s: ", 2))-1], "\n")
+	set := map[string]bool{}
+	for _, n := range strings.Split(due, ", ") {
+		set[n] = true
+	}
+	if !set["front-proxy-client"] || set["apiserver"] || set["admin.conf"] {
+		t.Errorf("--expiring-within 90m selected %q; want the fixture's certificates but not the renewed apiserver and admin.conf:\n%s", due, out)
 	}
 	if _, err := runRoot(t, "", "certs", "renew", "all", "apiserver", "--cert-dir", certDir); err == nil {
 		t.Error(`"all" combined with a name accepted`)

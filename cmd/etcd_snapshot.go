@@ -30,7 +30,7 @@ kubeforge-etcd-backup.timer runs "backup" (save, verify, prune) on the schedule 
 spec.etcd.backup.`,
 	}
 	c.AddCommand(newSnapshotSaveCmd(), newSnapshotListCmd(), newSnapshotPruneCmd(),
-		newSnapshotVerifyCmd(), newSnapshotBackupCmd())
+		newSnapshotVerifyCmd(), newSnapshotBackupCmd(), newSnapshotRestoreCmd())
 	return c
 }
 

@@ -80,7 +80,8 @@ func everyField() *Cluster {
 		ExtraArgs: map[string]string{"log-level": "warn", "experimental-initial-corrupt-check": "true"},
 		Backup:    EtcdBackup{Schedule: "daily", Keep: 7, Dir: "/srv/etcd-backups"}}
 	c.Spec.Certificates = Certificates{KeyAlgorithm: KeyECDSAP256, CAValidity: "175200h", Validity: "720h",
-		CertSANs: []string{"api.prod.example.com", "*.api.prod.example.com", "192.168.161.160", "fd00::10"}}
+		CertSANs:  []string{"api.prod.example.com", "*.api.prod.example.com", "192.168.161.160", "fd00::10"},
+		AutoRenew: CertAutoRenew{Schedule: "12h", RenewBefore: "240h"}}
 	c.Spec.Components.APIServer.ExtraArgs = map[string]string{"audit-log-maxage": "30", "v": "2"}
 	c.Spec.Components.ControllerManager.ExtraArgs = map[string]string{"terminated-pod-gc-threshold": "500"}
 	c.Spec.Components.Scheduler.ExtraArgs = map[string]string{"v": "1"}

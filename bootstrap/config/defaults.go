@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"strconv"
+	"time"
 )
 
 // Default values. They are what `kubeforge config print-defaults` shows and what
@@ -42,6 +43,10 @@ const (
 	DefaultKeyAlgorithm = KeyRSA2048
 	DefaultCAValidity   = Duration("87600h")
 	DefaultValidity     = Duration("8760h")
+	// DefaultCertRenewSchedule and DefaultCertRenewBefore: check daily, renew
+	// what expires within 30 days.
+	DefaultCertRenewSchedule = "daily"
+	DefaultCertRenewBefore   = Duration("720h")
 
 	DefaultSELinux  = SELinuxDisabled
 	DefaultFirewall = FirewallDisable
@@ -194,6 +199,17 @@ func SetDefaults(c *Cluster) {
 	}
 	if ct.Validity == "" {
 		ct.Validity = DefaultValidity
+	}
+	if ct.AutoRenew.Schedule == "" {
+		ct.AutoRenew.Schedule = DefaultCertRenewSchedule
+	}
+	if ct.AutoRenew.RenewBefore == "" {
+		ct.AutoRenew.RenewBefore = DefaultCertRenewBefore
+		// A short validity gets a third of it as the window, so a new
+		// certificate is not due at once.
+		if v, err := ct.Validity.Parse(); err == nil && v > 0 && v <= DefaultCertRenewBefore.Duration() {
+			ct.AutoRenew.RenewBefore = Duration((v / 3).Truncate(time.Second).String())
+		}
 	}
 	if len(ct.CertSANs) == 0 {
 		ct.CertSANs = nil

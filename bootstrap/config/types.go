@@ -272,6 +272,23 @@ type Certificates struct {
 	// CertSANs are extra DNS names or IPs for the kube-apiserver serving
 	// certificate (a load balancer name, a VIP, ...).
 	CertSANs []string `json:"certSANs,omitempty"`
+	// AutoRenew configures kubeforge-certs-renew.timer on control-plane and etcd
+	// hosts.
+	AutoRenew CertAutoRenew `json:"autoRenew"`
+}
+
+// CertAutoRenew configures kubeforge-certs-renew.timer: every Schedule it runs
+// `kubeforge certs renew all --expiring-within RenewBefore`, which renews the
+// certificates that expire within RenewBefore and restarts the units that read
+// them one at a time, each healthy before the next.
+type CertAutoRenew struct {
+	// Schedule is an interval ("12h") or a systemd calendar shorthand (daily, ...),
+	// as spec.etcd.backup.schedule.
+	Schedule string `json:"schedule,omitempty"`
+	// RenewBefore is the window: a certificate is renewed once it expires within
+	// it ("720h", 30 days); shorter than spec.certificates.validity. check-expiration
+	// warns about certificates below it.
+	RenewBefore Duration `json:"renewBefore,omitempty"`
 }
 
 // Components holds per-component settings of the Kubernetes binaries (etcd's are

@@ -549,20 +549,26 @@ var BackupCalendarShorthands = []string{"minutely", "hourly", "daily", "weekly",
 // verifying a large database back to back.
 const minBackupInterval = time.Minute
 
+// schedule checks a timer schedule: an interval of at least a minute, in whole
+// seconds, or a calendar shorthand.
+func (v *validator) schedule(sp *field.Path, sched string) {
+	if slices.Contains(BackupCalendarShorthands, sched) {
+		return
+	}
+	d, err := time.ParseDuration(sched)
+	switch {
+	case err != nil:
+		v.add(field.Invalid(sp, sched, `want an interval such as "1h" or "30m", or one of `+strings.Join(BackupCalendarShorthands, ", ")))
+	case d < minBackupInterval:
+		v.add(field.Invalid(sp, sched, "must be at least 1m"))
+	case d%time.Second != 0:
+		v.add(field.Invalid(sp, sched, "must be whole seconds"))
+	}
+}
+
 func (v *validator) etcdBackup(p *field.Path) {
 	b := v.c.Spec.Etcd.Backup
-	sp := p.Child("schedule")
-	if !slices.Contains(BackupCalendarShorthands, b.Schedule) {
-		d, err := time.ParseDuration(b.Schedule)
-		switch {
-		case err != nil:
-			v.add(field.Invalid(sp, b.Schedule, `want an interval such as "1h" or "30m", or one of `+strings.Join(BackupCalendarShorthands, ", ")))
-		case d < minBackupInterval:
-			v.add(field.Invalid(sp, b.Schedule, "must be at least 1m"))
-		case d%time.Second != 0:
-			v.add(field.Invalid(sp, b.Schedule, "must be whole seconds"))
-		}
-	}
+	v.schedule(p.Child("schedule"), b.Schedule)
 	if b.Keep < 1 {
 		v.add(field.Invalid(p.Child("keep"), b.Keep, "must keep at least 1 snapshot"))
 	}
@@ -635,6 +641,12 @@ func (v *validator) certificates(p *field.Path) {
 	if caOK && leafOK && leaf > ca {
 		v.add(field.Invalid(p.Child("validity"), string(ct.Validity), fmt.Sprintf(
 			"must not exceed spec.certificates.caValidity (%s): a certificate cannot outlive its CA", ct.CAValidity)))
+	}
+	ap := p.Child("autoRenew")
+	v.schedule(ap.Child("schedule"), ct.AutoRenew.Schedule)
+	if before, ok := v.duration(ap.Child("renewBefore"), ct.AutoRenew.RenewBefore); ok && leafOK && before >= leaf {
+		v.add(field.Invalid(ap.Child("renewBefore"), string(ct.AutoRenew.RenewBefore), fmt.Sprintf(
+			"must be shorter than spec.certificates.validity (%s): a new certificate would be due for renewal at once", ct.Validity)))
 	}
 	for i, san := range ct.CertSANs {
 		sp := p.Child("certSANs").Index(i)

@@ -136,6 +136,9 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"validity not a duration", withSeed("  certificates: {validity: 1y}\n"), `spec.certificates.validity: Invalid value: "1y": not a duration`},
 		{"ca validity negative", withSeed("  certificates: {caValidity: -1h}\n"), `spec.certificates.caValidity: Invalid value: "-1h": must be positive`},
 		{"leaf outlives CA", withSeed("  certificates: {caValidity: 8760h, validity: 17520h}\n"), `spec.certificates.validity: Invalid value: "17520h": must not exceed spec.certificates.caValidity (8760h)`},
+		{"auto-renew window too long", withSeed("  certificates: {validity: 8760h, autoRenew: {renewBefore: 8760h}}\n"), `spec.certificates.autoRenew.renewBefore: Invalid value: "8760h": must be shorter than spec.certificates.validity (8760h)`},
+		{"auto-renew schedule", withSeed("  certificates: {autoRenew: {schedule: 5s}}\n"), `spec.certificates.autoRenew.schedule: Invalid value: "5s": must be at least 1m`},
+		{"auto-renew window not a duration", withSeed("  certificates: {autoRenew: {renewBefore: soon}}\n"), `spec.certificates.autoRenew.renewBefore: Invalid value: "soon": not a duration`},
 		{"certSAN", withSeed("  certificates: {certSANs: [\"api lb\"]}\n"), `spec.certificates.certSANs[0]: Invalid value: "api lb": neither an IP address nor a DNS name`},
 
 		// Time sync and security.

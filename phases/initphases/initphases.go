@@ -38,6 +38,7 @@ func Phases() []workflow.Phase {
 		r.csrApproverPhase(),
 		r.overlayPhase(),
 		nodephases.EtcdBackupPhase(),
+		nodephases.CertRenewPhase(),
 		r.markControlPlanePhase(),
 		nodephases.WaitNodePhase(),
 		// Add-ons need a Ready node to run on.

@@ -27,6 +27,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeProxyPhase(),
 		overlayPhase(),
 		nodephases.EtcdBackupPhase(),
+		nodephases.CertRenewPhase(),
 		nodephases.WaitNodePhase(),
 	}
 }

@@ -19,6 +19,7 @@ import (
 // the member can still reach its peers, then stop units, then delete files.
 func Phases() []workflow.Phase {
 	return []workflow.Phase{
+		certRenewPhase(),
 		etcdBackupPhase(),
 		overlayPhase(),
 		etcdPhase(),

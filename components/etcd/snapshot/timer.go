@@ -55,16 +55,9 @@ IOSchedulingPriority=7
 // calendar shorthand becomes OnCalendar= with Persistent=true, so a run missed
 // while the host was off happens at boot. systemd 219 knows all of them.
 func Timer(b config.EtcdBackup) ([]byte, error) {
-	var when string
-	if slices.Contains(config.BackupCalendarShorthands, b.Schedule) {
-		when = "OnCalendar=" + b.Schedule + "\nPersistent=true\n"
-	} else {
-		d, err := time.ParseDuration(b.Schedule)
-		if err != nil || d < time.Second {
-			return nil, fmt.Errorf("spec.etcd.backup.schedule %q: not an interval or one of %s", b.Schedule, strings.Join(config.BackupCalendarShorthands, ", "))
-		}
-		s := strconv.FormatInt(int64(d/time.Second), 10) + "s"
-		when = "OnActiveSec=" + s + "\nOnUnitActiveSec=" + s + "\n"
+	when, err := TimerDirectives("spec.etcd.backup.schedule", b.Schedule)
+	if err != nil {
+		return nil, err
 	}
 	return []byte(`# etcd backup schedule, written by kubeforge (spec.etcd.backup.schedule: ` + b.Schedule + `)
 [Unit]
@@ -76,6 +69,20 @@ Description=kubeforge etcd backup schedule
 [Install]
 WantedBy=timers.target
 `), nil
+}
+
+// TimerDirectives are the [Timer] lines of a schedule (see Timer); field names
+// the schedule's configuration field in an error.
+func TimerDirectives(field, schedule string) (string, error) {
+	if slices.Contains(config.BackupCalendarShorthands, schedule) {
+		return "OnCalendar=" + schedule + "\nPersistent=true\n", nil
+	}
+	d, err := time.ParseDuration(schedule)
+	if err != nil || d < time.Second {
+		return "", fmt.Errorf("%s %q: not an interval or one of %s", field, schedule, strings.Join(config.BackupCalendarShorthands, ", "))
+	}
+	s := strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	return "OnActiveSec=" + s + "\nOnUnitActiveSec=" + s + "\n", nil
 }
 
 // InstallOptions are what Install needs.
@@ -98,7 +105,7 @@ func Install(ctx context.Context, o InstallOptions) (changed bool, err error) {
 		o.Logf = func(string, ...any) {}
 	}
 	h := o.Host
-	if installed, err := ensureBinary(ctx, h, o.Executable); err != nil {
+	if installed, err := EnsureBinary(ctx, h, o.Executable); err != nil {
 		return false, err
 	} else if installed {
 		o.Logf("installed %s", BinaryPath)
@@ -154,9 +161,9 @@ func Install(ctx context.Context, o InstallOptions) (changed bool, err error) {
 	return changed, nil
 }
 
-// ensureBinary copies exe (default: the running binary) to BinaryPath on h
+// EnsureBinary copies exe (default: the running binary) to BinaryPath on h
 // unless the same bytes are there, as the overlay phase does.
-func ensureBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
+func EnsureBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
