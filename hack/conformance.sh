@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Runs the upstream Kubernetes conformance suite, offline, against the `make lab`
+# cluster (or any kubeforge lab cluster given with --dir):
+#
+#   1. builds e2e.test (k8s.io/kubernetes/test/e2e, `go test -c`), the ginkgo CLI and
+#      the test images the conformance specs use, under their upstream names
+#      (agnhost from k8s.io/kubernetes/test/images/agnhost plus Debian's bash, curl,
+#      netcat-openbsd, dig, iproute2; busybox from Debian's busybox-static; pause;
+#      jessie-dnsutils from Debian's dnsutils), all cached under
+#      ~/.cache/kubeforge/conformance/<k8s version>/ so a rerun takes seconds;
+#   2. imports the images on every lab node (`kubeforge images import`), so no test
+#      pod ever pulls (the lab has no way out);
+#   3. runs the specs matching --focus with ginkgo, keeps the junit XML and the log in
+#      a run directory, and prints a per-SIG table and `N passed, N failed, N skipped`.
+#
+#   hack/conformance.sh [--dir LABDIR] [--focus RE] [--skip RE] [--nodes N]
+#                       [--timeout 2h] [--runs DIR] [--build-only] [--dry-run]
+#
+# Exit status: 0 when every spec that ran passed, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+CACHE=${KUBEFORGE_CACHE:-$HOME/.cache/kubeforge}
+DIR=${KUBEFORGE_LAB_DIR:-/var/lib/kubeforge/lab}
+FOCUS='\[Conformance\]'
+SKIP=''
+NODES=${CONFORMANCE_NODES:-3}
+TIMEOUT=2h
+RUNS=""
+BUILD_ONLY=0
+DRY_RUN=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) DIR=$2; shift 2 ;;
+    --focus) FOCUS=$2; shift 2 ;;
+    --skip) SKIP=$2; shift 2 ;;
+    --nodes) NODES=$2; shift 2 ;;
+    --timeout) TIMEOUT=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --build-only) BUILD_ONLY=1; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "conformance: unknown argument $1 (see hack/conformance.sh --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || { echo "conformance: K8S_VERSION=$K8S_VERSION is not of the form v1.Y.Z" >&2; exit 2; }
+K8S_MINOR=${BASH_REMATCH[1]}
+STAGING_VERSION="v0.${K8S_MINOR}.${BASH_REMATCH[2]}"
+[[ $NODES =~ ^[1-9][0-9]*$ ]] || { echo "conformance: --nodes $NODES is not a positive number" >&2; exit 2; }
+
+C=$CACHE/conformance/$K8S_VERSION
+W=$C/build
+IMG=$C/images
+RUNS=${RUNS:-$CACHE/conformance/runs}
+mkdir -p "$W" "$IMG" "$C/debs" "$RUNS"
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
+t0=$(date +%s)
+log() { printf '[conformance] %s (+%ss)\n' "$*" "$(( $(date +%s) - t0 ))" >&2; }
+# A stamp file next to each product holds the key of the inputs it was built from.
+fresh() { [ -f "$1" ] && [ "$(cat "$1.key" 2>/dev/null)" = "$2" ]; }
+seal() { echo "$2" >"$1.key"; }
+
+# ---- e2e.test, ginkgo, agnhost --------------------------------------------------------
+# The same wrapper module as the bundle's (hack/build-bundle.sh): k8s.io/kubernetes
+# replaces its staging modules with ./staging/..., so a module of our own requires it
+# and replaces each staging module with its published v0.Y.Z.
+if [ ! -f "$W/.ready" ]; then
+  log "wrapper module for k8s.io/kubernetes $K8S_VERSION test/e2e (staging modules at $STAGING_VERSION)"
+  modfile=$(cd "$W" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$modfile" ] || { echo "conformance: could not fetch go.mod of k8s.io/kubernetes@$K8S_VERSION" >&2; exit 1; }
+  {
+    printf 'module kubeforge.local/conformance-build\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    grep -E '=> \./staging/src/' "$modfile" | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"$W/go.mod"
+  (cd "$W" && go get -t "k8s.io/kubernetes/test/e2e@$K8S_VERSION" "k8s.io/kubernetes/test/images/agnhost@$K8S_VERSION") >&2
+  # The ginkgo CLI at the version k8s.io/kubernetes pins runs specs in parallel.
+  gv=$(cd "$W" && go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+  (cd "$W" && go get -tool "github.com/onsi/ginkgo/v2/ginkgo@$gv") >&2
+  touch "$W/.ready"
+fi
+ld="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR -X $pkg.gitTreeState=clean"
+done
+if ! fresh "$C/e2e.test" "$K8S_VERSION"; then
+  log "building e2e.test $K8S_VERSION (go test -c; several minutes cold)"
+  s=$(date +%s)
+  (cd "$W" && nice -n 10 go test -c -trimpath -ldflags "$ld" -o "$C/e2e.test.tmp" k8s.io/kubernetes/test/e2e)
+  mv "$C/e2e.test.tmp" "$C/e2e.test"; seal "$C/e2e.test" "$K8S_VERSION"
+  log "built e2e.test in $(( $(date +%s) - s ))s"
+fi
+if ! fresh "$C/ginkgo" "$K8S_VERSION"; then
+  (cd "$W" && nice -n 10 go build -trimpath -ldflags "-s -w" -o "$C/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo)
+  mv "$C/ginkgo.tmp" "$C/ginkgo"; seal "$C/ginkgo" "$K8S_VERSION"
+  log "built ginkgo"
+fi
+if ! fresh "$C/agnhost" "$K8S_VERSION"; then
+  (cd "$W" && nice -n 10 go build -trimpath -ldflags "-s -w" -o "$C/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost)
+  mv "$C/agnhost.tmp" "$C/agnhost"; seal "$C/agnhost" "$K8S_VERSION"
+  log "built agnhost"
+fi
+KSRC=$(cd "$W" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+MANIFEST=$KSRC/test/utils/image/manifest.go
+# upstream_tag NAME: the tag test/utils/image/manifest.go gives image NAME.
+upstream_tag() { sed -n "s/.*\"$1\", \"\([^\"]*\)\"}.*/\1/p" "$MANIFEST" | head -n1; }
+E2E=registry.k8s.io/e2e-test-images
+
+# ---- test images ------------------------------------------------------------------------
+# Root file systems are assembled from Debian packages (apt-get download + dpkg -x:
+# the binaries and every shared library they need, with the loader), never from a
+# registry. The packer is kubeforge's own (hack/rootfs-image, components/images/oci).
+# debs PKG...: downloads PKG and what it depends on (recursively, no recommends) into
+# $C/debs, minus the packaging machinery a container never runs.
+debs() {
+  local list
+  list=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances "$@" | grep -E '^[a-z0-9]' | sort -u |
+    grep -vxE 'debconf|cdebconf|dpkg|install-info|tar|libdebian-installer4|libnewt0\.52|libslang2|libtextwrap1|gawk|original-awk|libsigsegv2|libmpfr6|perl-base|init-system-helpers|adduser|passwd|login|libpam.*|libaudit.*|libsemanage.*')
+  # apt-get download refuses to write as _apt into root's cache; it falls back with a warning.
+  (cd "$C/debs" && apt-get download $list 2>&1 | grep -vE '^(Get:|Fetched|W: Download is performed unsandboxed)' >&2 || true)
+  for p in $list; do ls "$C/debs/${p}_"*.deb >/dev/null 2>&1 || { echo "conformance: Debian package $p did not download" >&2; exit 1; }; done
+  echo "$list"
+}
+# rootfs DIR PKG...: a fresh root file system of PKG and their libraries.
+rootfs() {
+  local d=$1; shift
+  rm -rf "$d"; mkdir -p "$d"
+  for p in $(debs "$@"); do dpkg-deb -x "$(ls "$C/debs/${p}_"*.deb | tail -n1)" "$d"; done
+  # Documentation and locales are a third of the bytes and nothing runs them.
+  rm -rf "$d"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} "$d"/etc/cron.*
+  mkdir -p "$d/tmp" "$d/etc" "$d/root" "$d/proc" "$d/sys" "$d/dev"; chmod 1777 "$d/tmp"
+  # dpkg -x runs no maintainer scripts: make the alternatives they would have made.
+  [ -x "$d/bin/nc.openbsd" ] && ln -sf nc.openbsd "$d/bin/nc"
+  [ -x "$d/usr/bin/mawk" ] && ln -sf mawk "$d/usr/bin/awk"
+  # busybox supplies the small tools (cat, ls, sleep, wget, ...) as symlinks, but only
+  # where no real tool of that name exists: scripts get bash, Debian's nc, curl and ip.
+  if [ -x "$d/bin/busybox" ]; then
+    for a in $("$d/bin/busybox" --list-full); do
+      [ -e "$d/$a" ] || [ -e "$d/usr/$a" ] || [ -e "$d/bin/${a##*/}" ] || [ -e "$d/usr/bin/${a##*/}" ] || { mkdir -p "$d/$(dirname "$a")"; ln -s /bin/busybox "$d/$a"; }
+    done
+    rm -f "$d/linuxrc"
+  fi
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$d/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
+  printf 'hosts: files dns\n' >"$d/etc/nsswitch.conf"
+}
+# check DIR CMD...: the tools run inside the root file system (as a container would).
+check() { local d=$1; shift; chroot "$d" /bin/sh -c "$*" >/dev/null 2>&1 || { echo "conformance: in $d, '$*' fails" >&2; chroot "$d" /bin/sh -c "$*" >&2 || true; exit 1; }; }
+# pack NAME REF ROOTFS ARGS...: packs ROOTFS as image REF into $IMG/NAME.tar.
+pack() {
+  local name=$1 ref=$2 d=$3; shift 3
+  (cd "$REPO" && go run ./hack/rootfs-image --dir "$d" --name "$ref" --out "$IMG/$name.tar" "$@")
+}
+# The key of every image: this section of the script (its recipes), the packer, and
+# the Debian package versions; editing another part of the script repacks nothing.
+packer_sum=$( (sed -n '/^# ---- test images/,/^# ---- import/p' "$0"; cat "$REPO/hack/rootfs-image/main.go" "$REPO/components/images/oci/oci.go") | sha256sum | cut -c1-16)
+TOOLS="bash netcat-openbsd curl bind9-dnsutils iproute2 libc-bin busybox-static mawk"
+AGNHOST_REF=$E2E/agnhost:$(upstream_tag agnhost)
+key="$AGNHOST_REF-$K8S_VERSION-$packer_sum-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
+if ! fresh "$IMG/agnhost.tar" "$key"; then
+  s=$(date +%s)
+  d=$C/rootfs/agnhost
+  rootfs "$d" $TOOLS
+  ln -sf bash "$d/bin/sh"
+  install -m 0755 "$C/agnhost" "$d/agnhost"; ln -s agnhost "$d/agnhost-2"
+  cp "$KSRC/test/images/agnhost/porter/localhost.crt" "$KSRC/test/images/agnhost/porter/localhost.key" "$d/"
+  mkdir -p "$d/uploads"
+  # The user and group a SupplementalGroups spec expects the image to define.
+  echo 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh' >>"$d/etc/passwd"
+  printf 'user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' >>"$d/etc/group"
+  check "$d" 'nc -h 2>&1 | grep -q -- -v && curl --version && dig -v && ip -V && ss -V && getent passwd user-defined-in-image && /agnhost --help'
+  pack agnhost "$AGNHOST_REF" "$d" --entrypoint /agnhost --cmd pause \
+    --port 80/tcp --port 8080/tcp --port 8081/tcp --port 9376/tcp --port 5000/tcp
+  seal "$IMG/agnhost.tar" "$key"; log "packed $AGNHOST_REF in $(( $(date +%s) - s ))s"
+fi
+# jessie-dnsutils: the DNS specs' second prober (dig, getent in a bash script).
+JESSIE_REF=$E2E/jessie-dnsutils:$(upstream_tag jessie-dnsutils)
+key="$JESSIE_REF-$packer_sum-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
+if ! fresh "$IMG/jessie-dnsutils.tar" "$key"; then
+  s=$(date +%s)
+  d=$C/rootfs/jessie-dnsutils
+  rootfs "$d" bash bind9-dnsutils libc-bin busybox-static
+  ln -sf bash "$d/bin/sh"
+  check "$d" 'dig -v && getent passwd root && seq 1 2 && sleep 0'
+  pack jessie-dnsutils "$JESSIE_REF" "$d" --cmd /bin/sh
+  seal "$IMG/jessie-dnsutils.tar" "$key"; log "packed $JESSIE_REF in $(( $(date +%s) - s ))s"
+fi
+# busybox: Debian's static busybox, its applets as links; its own sh, as upstream's.
+BUSYBOX_REF=$E2E/busybox:$(upstream_tag busybox)
+key="$BUSYBOX_REF-$packer_sum-$(apt-cache policy busybox-static | sha256sum | cut -c1-16)"
+if ! fresh "$IMG/busybox.tar" "$key"; then
+  d=$C/rootfs/busybox
+  rm -rf "$d"; mkdir -p "$d/bin" "$d/tmp" "$d/etc"
+  (cd "$C/debs" && apt-get download busybox-static 2>&1 | grep -vE '^(Get:|Fetched|W: Download)' >&2 || true)
+  x=$(mktemp -d); dpkg-deb -x "$(ls "$C/debs/busybox-static_"*.deb | tail -n1)" "$x"
+  install -m 0755 "$x/bin/busybox" "$d/bin/busybox"; rm -rf "$x"
+  for a in $("$d/bin/busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$d/bin/$a"; done
+  chmod 1777 "$d/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$d/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
+  check "$d" 'ls / && wget --help 2>&1 | grep -q Usage && nslookup --help 2>&1 | grep -qi usage'
+  pack busybox "$BUSYBOX_REF" "$d" --cmd sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+  seal "$IMG/busybox.tar" "$key"; log "packed $BUSYBOX_REF"
+fi
+# pause: the bundle's own pause program (hack/pause), under the name the specs use.
+PAUSE_REF=registry.k8s.io/pause:$(upstream_tag pause)
+key="$PAUSE_REF-$packer_sum-$(cat "$REPO"/hack/pause/*.go | sha256sum | cut -c1-16)"
+if ! fresh "$IMG/pause.tar" "$key"; then
+  d=$C/rootfs/pause; rm -rf "$d"; mkdir -p "$d"
+  (cd "$REPO" && go build -trimpath -ldflags "-s -w" -o "$d/pause" ./hack/pause)
+  pack pause "$PAUSE_REF" "$d" --entrypoint /pause --user 65535:65535
+  seal "$IMG/pause.tar" "$key"; log "packed $PAUSE_REF"
+fi
+log "built: $C/e2e.test, images $(cd "$IMG" && ls *.tar | tr '\n' ' ')"
+[ $BUILD_ONLY = 1 ] && exit 0
+
+# ---- import on every node ---------------------------------------------------------------
+[ -f "$DIR/ssh_config" ] || { echo "conformance: no lab at $DIR (make lab, or --dir)" >&2; exit 1; }
+SSH="ssh -F $DIR/ssh_config -o BatchMode=yes"
+nodes=$($SSH master01 'kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name' | sed 's#node/##')
+[ -n "$nodes" ] || { echo "conformance: the cluster in $DIR lists no nodes" >&2; exit 1; }
+images_sum=$(cat "$IMG"/*.tar.key | sha256sum | cut -c1-16)
+for n in $nodes; do
+  if [ "$($SSH "$n" 'cat /var/lib/kubeforge/conformance-images.sum 2>/dev/null' || true)" = "$images_sum" ]; then
+    continue
+  fi
+  s=$(date +%s)
+  $SSH "$n" 'mkdir -p /var/tmp/kubeforge-conformance'
+  for t in "$IMG"/*.tar; do
+    $SSH "$n" "cat > /var/tmp/kubeforge-conformance/$(basename "$t")" <"$t"
+  done
+  $SSH "$n" "kubeforge images import /var/tmp/kubeforge-conformance/*.tar && rm -rf /var/tmp/kubeforge-conformance && mkdir -p /var/lib/kubeforge && echo $images_sum > /var/lib/kubeforge/conformance-images.sum" | sed "s/^/  $n: /"
+  log "$n: images imported in $(( $(date +%s) - s ))s"
+done
+
+# ---- run ----------------------------------------------------------------------------------
+RUN=$RUNS/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUN"
+$SSH master01 'cat /etc/kubernetes/admin.conf' >"$RUN/admin.conf"; chmod 0600 "$RUN/admin.conf"
+KUBECTL=$(sed -n 's/.*"bundleDir": "\(.*\)".*/\1/p' "$DIR/state.json")/bin/kubectl
+[ -x "$KUBECTL" ] || KUBECTL=$(hack/build-bundle.sh | tail -n1)/bin/kubectl
+echo "focus: $FOCUS" >"$RUN/params"; echo "skip: $SKIP" >>"$RUN/params"
+log "running e2e.test (focus '$FOCUS'${SKIP:+, skip '$SKIP'}, $NODES ginkgo processes, timeout $TIMEOUT) into $RUN"
+dry=""; [ $DRY_RUN = 1 ] && dry="--dry-run"
+set +e
+# --provider=skeleton: a cluster with no cloud. Test pods use the upstream image
+# names; they are present on every node, so the default IfNotPresent never pulls.
+(cd "$RUN" && "$C/ginkgo" --nodes="$NODES" --timeout="$TIMEOUT" --focus="$FOCUS" ${SKIP:+--skip="$SKIP"} $dry \
+  --junit-report=junit.xml --output-dir="$RUN" --no-color --silence-skips \
+  "$C/e2e.test" -- --provider=skeleton --kubeconfig="$RUN/admin.conf" --kubectl-path="$KUBECTL" \
+  --report-dir="$RUN" --disable-log-dump 2>&1) >"$RUN/e2e.log"
+rc=$?
+set -e
+rm -f "$RUN/admin.conf"
+grep -E '^(Ran |FAIL!|SUCCESS!|PASS|\[FAIL\]|Ginkgo ran)' "$RUN/e2e.log" | tail -n 40 >&2 || true
+[ -f "$RUN/junit.xml" ] || { echo "conformance: no junit report (ginkgo exit $rc); see $RUN/e2e.log" >&2; exit 1; }
+(cd "$REPO" && go run ./hack/junit-summary "$RUN/junit.xml") | tee "$RUN/summary.txt"
+log "run directory: $RUN"
+[ $rc = 0 ]
