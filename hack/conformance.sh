@@ -88,7 +88,7 @@ done
 if ! fresh "$C/e2e.test" "$K8S_VERSION"; then
   log "building e2e.test $K8S_VERSION (go test -c; several minutes cold)"
   s=$(date +%s)
-  (cd "$W" && nice -n 10 go test -c -trimpath -ldflags "$ld" -o "$C/e2e.test.tmp" k8s.io/kubernetes/test/e2e)
+  (cd "$W" && nice -n 10 go test -c -vet=off -trimpath -ldflags "$ld" -o "$C/e2e.test.tmp" k8s.io/kubernetes/test/e2e)
   mv "$C/e2e.test.tmp" "$C/e2e.test"; seal "$C/e2e.test" "$K8S_VERSION"
   log "built e2e.test in $(( $(date +%s) - s ))s"
 fi
@@ -113,12 +113,14 @@ E2E=registry.k8s.io/e2e-test-images
 # the binaries and every shared library they need, with the loader), never from a
 # registry. The packer is kubeforge's own (hack/rootfs-image, components/images/oci).
 # debs PKG...: downloads PKG and what it depends on (recursively, no recommends) into
-# $C/debs, minus the packaging machinery a container never runs.
+# $C/debs, minus the packaging machinery a container never runs (and minus the
+# extended regular expression $DEB_EXCLUDE).
 debs() {
   local list
   list=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
     --no-replaces --no-enhances "$@" | grep -E '^[a-z0-9]' | sort -u |
-    grep -vxE 'debconf|cdebconf|dpkg|install-info|tar|libdebian-installer4|libnewt0\.52|libslang2|libtextwrap1|gawk|original-awk|libsigsegv2|libmpfr6|perl-base|init-system-helpers|adduser|passwd|login|libpam.*|libaudit.*|libsemanage.*')
+    grep -vxE 'debconf|cdebconf|dpkg|install-info|tar|libdebian-installer4|libnewt0\.52|libslang2|libtextwrap1|gawk|original-awk|libsigsegv2|libmpfr6|perl-base|init-system-helpers|adduser|passwd|login|libpam.*|libaudit.*|libsemanage.*' |
+    grep -vxE "${DEB_EXCLUDE:-^$}")
   # apt-get download refuses to write as _apt into root's cache; it falls back with a warning.
   (cd "$C/debs" && apt-get download $list 2>&1 | grep -vE '^(Get:|Fetched|W: Download is performed unsandboxed)' >&2 || true)
   for p in $list; do ls "$C/debs/${p}_"*.deb >/dev/null 2>&1 || { echo "conformance: Debian package $p did not download" >&2; exit 1; }; done
@@ -205,6 +207,90 @@ if ! fresh "$IMG/busybox.tar" "$key"; then
   pack busybox "$BUSYBOX_REF" "$d" --cmd sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin
   seal "$IMG/busybox.tar" "$key"; log "packed $BUSYBOX_REF"
 fi
+# httpd: Apache httpd from Debian's apache2-bin, laid out as the upstream httpd image
+# (/usr/local/apache2/htdocs/index.html on port 80, `httpd-foreground`); the
+# StatefulSet specs break and heal its readiness by moving that index.html. Both
+# upstream tags (2.4.38-4, 2.4.39-4; the specs roll from one to the other) carry
+# Debian's 2.4 release.
+HTTPD_DEBS="apache2-bin busybox-static bash"
+key="httpd-$packer_sum-$(apt-cache policy $HTTPD_DEBS | sha256sum | cut -c1-16)"
+for tag in $(upstream_tag httpd) $(sed -n 's/.*configs\[HttpdNew\] = Config{[^,]*, "httpd", "\([^"]*\)"}.*/\1/p' "$MANIFEST"); do
+  fresh "$IMG/httpd-$tag.tar" "$key" && continue
+  s=$(date +%s)
+  d=$C/rootfs/httpd
+  if [ ! -f "$d/.ready-$key" ]; then
+    DEB_EXCLUDE='perl.*|libperl.*|libaprutil1-dbd-(mysql|odbc|pgsql)|libmariadb3|mariadb-common|mysql-common|libpq5|libodbc2|libltdl7|iproute2|libbpf1|libelf1|libmnl0|libxtables12|libcap2-bin' rootfs "$d" $HTTPD_DEBS
+    ln -sf bash "$d/bin/sh"
+    echo 'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin' >>"$d/etc/passwd"; echo 'daemon:x:1:' >>"$d/etc/group"
+    mkdir -p "$d/usr/local/apache2/htdocs" "$d/usr/local/apache2/conf" "$d/usr/local/apache2/logs" "$d/usr/local/apache2/bin"
+    echo '<html><body><h1>It works!</h1></body></html>' >"$d/usr/local/apache2/htdocs/index.html"
+    m=/usr/lib/apache2/modules
+    cat >"$d/usr/local/apache2/conf/httpd.conf" <<CONF
+ServerRoot "/usr/local/apache2"
+Listen 80
+LoadModule mpm_event_module $m/mod_mpm_event.so
+LoadModule authz_core_module $m/mod_authz_core.so
+LoadModule mime_module $m/mod_mime.so
+LoadModule dir_module $m/mod_dir.so
+User daemon
+Group daemon
+ServerName localhost
+DocumentRoot "/usr/local/apache2/htdocs"
+<Directory />
+    Require all granted
+</Directory>
+DirectoryIndex index.html
+AddType text/html .html
+ErrorLog /proc/self/fd/2
+LogLevel warn
+PidFile logs/httpd.pid
+Mutex file:logs default
+CONF
+    printf '#!/bin/sh\nset -e\nrm -f /usr/local/apache2/logs/httpd.pid\nexec /usr/sbin/apache2 -DFOREGROUND -f /usr/local/apache2/conf/httpd.conf "$@"\n' >"$d/usr/local/apache2/bin/httpd-foreground"
+    chmod 0755 "$d/usr/local/apache2/bin/httpd-foreground"
+    check "$d" '/usr/sbin/apache2 -t -f /usr/local/apache2/conf/httpd.conf && mv --help 2>&1 | grep -qi usage'
+    touch "$d/.ready-$key"
+  fi
+  pack "httpd-$tag" "$E2E/httpd:$tag" "$d" --cmd httpd-foreground --port 80/tcp \
+    --env PATH=/usr/local/apache2/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  seal "$IMG/httpd-$tag.tar" "$key"; log "packed $E2E/httpd:$tag in $(( $(date +%s) - s ))s"
+done
+# nginx: Debian's nginx, laid out as the upstream image (nginx -g 'daemon off;',
+# /usr/share/nginx/html/index.html on port 80); both upstream tags (1.14-4, 1.15-4).
+NGINX_DEBS="nginx busybox-static bash"
+key="nginx-$packer_sum-$(apt-cache policy $NGINX_DEBS | sha256sum | cut -c1-16)"
+for tag in $(upstream_tag nginx) $(sed -n 's/.*configs\[NginxNew\] = Config{[^,]*, "nginx", "\([^"]*\)"}.*/\1/p' "$MANIFEST"); do
+  fresh "$IMG/nginx-$tag.tar" "$key" && continue
+  s=$(date +%s)
+  d=$C/rootfs/nginx
+  if [ ! -f "$d/.ready-$key" ]; then
+    DEB_EXCLUDE='nginx-common|libnginx-mod-.*|iproute2|libbpf1|libelf1|libmnl0|libxtables12|libcap2-bin' rootfs "$d" $NGINX_DEBS
+    ln -sf bash "$d/bin/sh"
+    echo 'nginx:x:101:101:nginx:/nonexistent:/usr/sbin/nologin' >>"$d/etc/passwd"; echo 'nginx:x:101:' >>"$d/etc/group"
+    mkdir -p "$d/etc/nginx" "$d/usr/share/nginx/html" "$d/var/log/nginx" "$d/var/lib/nginx" "$d/run"
+    echo '<html><body><h1>Welcome to nginx!</h1></body></html>' >"$d/usr/share/nginx/html/index.html"
+    cat >"$d/etc/nginx/nginx.conf" <<'CONF'
+user nginx;
+worker_processes 1;
+error_log /dev/stderr warn;
+pid /run/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log /dev/stdout;
+    types { text/html html; }
+    server {
+        listen 80;
+        root /usr/share/nginx/html;
+        index index.html;
+    }
+}
+CONF
+    check "$d" 'nginx -t'
+    touch "$d/.ready-$key"
+  fi
+  pack "nginx-$tag" "$E2E/nginx:$tag" "$d" --cmd nginx --cmd -g --cmd 'daemon off;' --port 80/tcp
+  seal "$IMG/nginx-$tag.tar" "$key"; log "packed $E2E/nginx:$tag in $(( $(date +%s) - s ))s"
+done
 # pause: the bundle's own pause program (hack/pause), under the name the specs use.
 PAUSE_REF=registry.k8s.io/pause:$(upstream_tag pause)
 key="$PAUSE_REF-$packer_sum-$(cat "$REPO"/hack/pause/*.go | sha256sum | cut -c1-16)"

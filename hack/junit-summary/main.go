@@ -1,6 +1,8 @@
 // Command junit-summary prints a per-SIG table and a final
 // "N passed, N failed, N skipped" line for a ginkgo junit report of the upstream
-// e2e suite (hack/conformance.sh), and the names of the specs that failed.
+// e2e suite (hack/conformance.sh), and the names of the specs that failed or were
+// skipped while running (with the reason). Specs the focus did not select are not
+// counted.
 //
 //	go run ./hack/junit-summary junit.xml
 package main
@@ -22,10 +24,12 @@ type report struct {
 }
 
 type testcase struct {
-	Name    string    `xml:"name,attr"`
-	Status  string    `xml:"status,attr"`
-	Time    float64   `xml:"time,attr"`
-	Skipped *struct{} `xml:"skipped"`
+	Name    string  `xml:"name,attr"`
+	Status  string  `xml:"status,attr"`
+	Time    float64 `xml:"time,attr"`
+	Skipped *struct {
+		Message string `xml:"message,attr"`
+	} `xml:"skipped"`
 	Failure *struct {
 		Message string `xml:"message,attr"`
 	} `xml:"failure"`
@@ -55,7 +59,7 @@ func main() {
 	}
 	bySIG := map[string]*counts{}
 	var total counts
-	var failed []string
+	var failed, skipped []string
 	for _, s := range r.Suites {
 		for _, c := range s.Cases {
 			// Suite set-up and tear-down nodes are not specs.
@@ -63,6 +67,11 @@ func main() {
 				if c.Failure != nil || c.Error != nil {
 					failed = append(failed, c.Name)
 				}
+				continue
+			}
+			// Specs the focus did not select are reported as skipped with the bare
+			// message "skipped"; a spec skipped while running says why ("skipped - ...").
+			if c.Skipped != nil && c.Skipped.Message == "skipped" {
 				continue
 			}
 			sig := "other"
@@ -82,6 +91,9 @@ func main() {
 			case c.Skipped != nil || c.Status == "skipped" || c.Status == "pending":
 				k.skipped++
 				total.skipped++
+				if c.Skipped != nil {
+					skipped = append(skipped, strings.TrimPrefix(c.Name, "[It] ")+": "+strings.TrimPrefix(c.Skipped.Message, "skipped - "))
+				}
 			default:
 				k.passed++
 				total.passed++
@@ -103,6 +115,12 @@ func main() {
 	if len(failed) > 0 {
 		fmt.Println("failed:")
 		for _, f := range failed {
+			fmt.Println("  " + f)
+		}
+	}
+	if len(skipped) > 0 {
+		fmt.Println("skipped:")
+		for _, f := range skipped {
 			fmt.Println("  " + f)
 		}
 	}
