@@ -18,6 +18,9 @@
 #
 # Exit status: 0 when every spec that ran passed, 1 otherwise.
 set -euo pipefail
+# The whole script is one compound command, read before it runs: editing the file
+# during a long run does not change what the run executes.
+{
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
@@ -156,12 +159,15 @@ pack() {
   local name=$1 ref=$2 d=$3; shift 3
   (cd "$REPO" && go run ./hack/rootfs-image --dir "$d" --name "$ref" --out "$IMG/$name.tar" "$@")
 }
-# The key of every image: this section of the script (its recipes), the packer, and
-# the Debian package versions; editing another part of the script repacks nothing.
-packer_sum=$( (sed -n '/^# ---- test images/,/^# ---- import/p' "$0"; cat "$REPO/hack/rootfs-image/main.go" "$REPO/components/images/oci/oci.go") | sha256sum | cut -c1-16)
+# The key of an image: its recipe (the lines from `# ---- image NAME` to the next
+# `# ---- `), the helpers above, the packer, and the Debian package versions;
+# editing another part of the script repacks nothing.
+packer_sum=$( (sed -n '/^# ---- test images/,/^# ---- image /p' "$0"; cat "$REPO/hack/rootfs-image/main.go" "$REPO/components/images/oci/oci.go") | sha256sum | cut -c1-16)
+recipe() { echo "$packer_sum-$(sed -n "/^# ---- image $1\$/,/^# ---- /p" "$0" | sha256sum | cut -c1-16)"; }
+# ---- image agnhost
 TOOLS="bash netcat-openbsd curl bind9-dnsutils iproute2 libc-bin busybox-static mawk"
 AGNHOST_REF=$E2E/agnhost:$(upstream_tag agnhost)
-key="$AGNHOST_REF-$K8S_VERSION-$packer_sum-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
+key="$AGNHOST_REF-$K8S_VERSION-$(recipe agnhost)-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
 if ! fresh "$IMG/agnhost.tar" "$key"; then
   s=$(date +%s)
   d=$C/rootfs/agnhost
@@ -178,9 +184,10 @@ if ! fresh "$IMG/agnhost.tar" "$key"; then
     --port 80/tcp --port 8080/tcp --port 8081/tcp --port 9376/tcp --port 5000/tcp
   seal "$IMG/agnhost.tar" "$key"; log "packed $AGNHOST_REF in $(( $(date +%s) - s ))s"
 fi
+# ---- image jessie-dnsutils
 # jessie-dnsutils: the DNS specs' second prober (dig, getent in a bash script).
 JESSIE_REF=$E2E/jessie-dnsutils:$(upstream_tag jessie-dnsutils)
-key="$JESSIE_REF-$packer_sum-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
+key="$JESSIE_REF-$(recipe jessie-dnsutils)-$(apt-cache policy $TOOLS | sha256sum | cut -c1-16)"
 if ! fresh "$IMG/jessie-dnsutils.tar" "$key"; then
   s=$(date +%s)
   d=$C/rootfs/jessie-dnsutils
@@ -190,9 +197,10 @@ if ! fresh "$IMG/jessie-dnsutils.tar" "$key"; then
   pack jessie-dnsutils "$JESSIE_REF" "$d" --cmd /bin/sh
   seal "$IMG/jessie-dnsutils.tar" "$key"; log "packed $JESSIE_REF in $(( $(date +%s) - s ))s"
 fi
+# ---- image busybox
 # busybox: Debian's static busybox, its applets as links; its own sh, as upstream's.
 BUSYBOX_REF=$E2E/busybox:$(upstream_tag busybox)
-key="$BUSYBOX_REF-$packer_sum-$(apt-cache policy busybox-static | sha256sum | cut -c1-16)"
+key="$BUSYBOX_REF-$(recipe busybox)-$(apt-cache policy busybox-static | sha256sum | cut -c1-16)"
 if ! fresh "$IMG/busybox.tar" "$key"; then
   d=$C/rootfs/busybox
   rm -rf "$d"; mkdir -p "$d/bin" "$d/tmp" "$d/etc"
@@ -207,13 +215,14 @@ if ! fresh "$IMG/busybox.tar" "$key"; then
   pack busybox "$BUSYBOX_REF" "$d" --cmd sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin
   seal "$IMG/busybox.tar" "$key"; log "packed $BUSYBOX_REF"
 fi
+# ---- image httpd
 # httpd: Apache httpd from Debian's apache2-bin, laid out as the upstream httpd image
 # (/usr/local/apache2/htdocs/index.html on port 80, `httpd-foreground`); the
 # StatefulSet specs break and heal its readiness by moving that index.html. Both
 # upstream tags (2.4.38-4, 2.4.39-4; the specs roll from one to the other) carry
 # Debian's 2.4 release.
 HTTPD_DEBS="apache2-bin busybox-static bash"
-key="httpd-$packer_sum-$(apt-cache policy $HTTPD_DEBS | sha256sum | cut -c1-16)"
+key="httpd-$(recipe httpd)-$(apt-cache policy $HTTPD_DEBS | sha256sum | cut -c1-16)"
 for tag in $(upstream_tag httpd) $(sed -n 's/.*configs\[HttpdNew\] = Config{[^,]*, "httpd", "\([^"]*\)"}.*/\1/p' "$MANIFEST"); do
   fresh "$IMG/httpd-$tag.tar" "$key" && continue
   s=$(date +%s)
@@ -240,12 +249,13 @@ DocumentRoot "/usr/local/apache2/htdocs"
     Require all granted
 </Directory>
 DirectoryIndex index.html
-AddType text/html .html
-ErrorLog /proc/self/fd/2
+TypesConfig conf/mime.types
+ErrorLog /dev/stderr
 LogLevel warn
 PidFile logs/httpd.pid
 Mutex file:logs default
 CONF
+    printf 'text/html\t\t\t\t\thtml htm\ntext/plain\t\t\t\t\ttxt\n' >"$d/usr/local/apache2/conf/mime.types"
     printf '#!/bin/sh\nset -e\nrm -f /usr/local/apache2/logs/httpd.pid\nexec /usr/sbin/apache2 -DFOREGROUND -f /usr/local/apache2/conf/httpd.conf "$@"\n' >"$d/usr/local/apache2/bin/httpd-foreground"
     chmod 0755 "$d/usr/local/apache2/bin/httpd-foreground"
     check "$d" '/usr/sbin/apache2 -t -f /usr/local/apache2/conf/httpd.conf && mv --help 2>&1 | grep -qi usage'
@@ -255,10 +265,11 @@ CONF
     --env PATH=/usr/local/apache2/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   seal "$IMG/httpd-$tag.tar" "$key"; log "packed $E2E/httpd:$tag in $(( $(date +%s) - s ))s"
 done
+# ---- image nginx
 # nginx: Debian's nginx, laid out as the upstream image (nginx -g 'daemon off;',
 # /usr/share/nginx/html/index.html on port 80); both upstream tags (1.14-4, 1.15-4).
 NGINX_DEBS="nginx busybox-static bash"
-key="nginx-$packer_sum-$(apt-cache policy $NGINX_DEBS | sha256sum | cut -c1-16)"
+key="nginx-$(recipe nginx)-$(apt-cache policy $NGINX_DEBS | sha256sum | cut -c1-16)"
 for tag in $(upstream_tag nginx) $(sed -n 's/.*configs\[NginxNew\] = Config{[^,]*, "nginx", "\([^"]*\)"}.*/\1/p' "$MANIFEST"); do
   fresh "$IMG/nginx-$tag.tar" "$key" && continue
   s=$(date +%s)
@@ -291,15 +302,17 @@ CONF
   pack "nginx-$tag" "$E2E/nginx:$tag" "$d" --cmd nginx --cmd -g --cmd 'daemon off;' --port 80/tcp
   seal "$IMG/nginx-$tag.tar" "$key"; log "packed $E2E/nginx:$tag in $(( $(date +%s) - s ))s"
 done
+# ---- image pause
 # pause: the bundle's own pause program (hack/pause), under the name the specs use.
 PAUSE_REF=registry.k8s.io/pause:$(upstream_tag pause)
-key="$PAUSE_REF-$packer_sum-$(cat "$REPO"/hack/pause/*.go | sha256sum | cut -c1-16)"
+key="$PAUSE_REF-$(recipe pause)-$(cat "$REPO"/hack/pause/*.go | sha256sum | cut -c1-16)"
 if ! fresh "$IMG/pause.tar" "$key"; then
   d=$C/rootfs/pause; rm -rf "$d"; mkdir -p "$d"
   (cd "$REPO" && go build -trimpath -ldflags "-s -w" -o "$d/pause" ./hack/pause)
   pack pause "$PAUSE_REF" "$d" --entrypoint /pause --user 65535:65535
   seal "$IMG/pause.tar" "$key"; log "packed $PAUSE_REF"
 fi
+# ---- end of images
 log "built: $C/e2e.test, images $(cd "$IMG" && ls *.tar | tr '\n' ' ')"
 [ $BUILD_ONLY = 1 ] && exit 0
 
@@ -346,3 +359,5 @@ grep -E '^(Ran |FAIL!|SUCCESS!|PASS|\[FAIL\]|Ginkgo ran)' "$RUN/e2e.log" | tail 
 (cd "$REPO" && go run ./hack/junit-summary "$RUN/junit.xml") | tee "$RUN/summary.txt"
 log "run directory: $RUN"
 [ $rc = 0 ]
+exit
+}

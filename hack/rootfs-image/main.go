@@ -8,6 +8,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -54,6 +55,7 @@ func run(args []string) error {
 	spec := oci.ImageSpec{
 		Name: *name, Files: files, Entrypoint: entry, Cmd: cmd, User: *user,
 		ExposedPorts: ports,
+		GzipLevel:    gzip.DefaultCompression,
 		Labels:       map[string]string{"org.opencontainers.image.vendor": "kubeforge (conformance test image)"},
 	}
 	if len(env) > 0 {
