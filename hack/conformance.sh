@@ -15,6 +15,7 @@
 #
 #   hack/conformance.sh [--dir LABDIR] [--focus RE] [--skip RE] [--nodes N]
 #                       [--timeout 2h] [--runs DIR] [--build-only] [--dry-run]
+#   hack/conformance.sh --cached   # exit 0 if e2e.test and the images are already built
 #
 # Exit status: 0 when every spec that ran passed, 1 otherwise.
 set -euo pipefail
@@ -33,6 +34,7 @@ NODES=${CONFORMANCE_NODES:-3}
 TIMEOUT=2h
 RUNS=""
 BUILD_ONLY=0
+CACHED=0
 DRY_RUN=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,8 +45,9 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --build-only) BUILD_ONLY=1; shift ;;
+    --cached) CACHED=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "conformance: unknown argument $1 (see hack/conformance.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +60,10 @@ C=$CACHE/conformance/$K8S_VERSION
 W=$C/build
 IMG=$C/images
 RUNS=${RUNS:-$CACHE/conformance/runs}
+if [ $CACHED = 1 ]; then
+  [ -x "$C/e2e.test" ] && [ -f "$C/e2e.test.key" ] && [ -f "$IMG/agnhost.tar" ] && exit 0
+  exit 1
+fi
 mkdir -p "$W" "$IMG" "$C/debs" "$RUNS"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 t0=$(date +%s)
@@ -157,13 +164,13 @@ check() { local d=$1; shift; chroot "$d" /bin/sh -c "$*" >/dev/null 2>&1 || { ec
 # pack NAME REF ROOTFS ARGS...: packs ROOTFS as image REF into $IMG/NAME.tar.
 pack() {
   local name=$1 ref=$2 d=$3; shift 3
-  (cd "$REPO" && go run ./hack/rootfs-image --dir "$d" --name "$ref" --out "$IMG/$name.tar" "$@")
+  (cd "$REPO" && nice -n 10 go run ./hack/rootfs-image --dir "$d" --name "$ref" --out "$IMG/$name.tar" "$@")
 }
 # The key of an image: its recipe (the lines from `# ---- image NAME` to the next
 # `# ---- `), the helpers above, the packer, and the Debian package versions;
 # editing another part of the script repacks nothing.
 packer_sum=$( (sed -n '/^# ---- test images/,/^# ---- image /p' "$0"; cat "$REPO/hack/rootfs-image/main.go" "$REPO/components/images/oci/oci.go") | sha256sum | cut -c1-16)
-recipe() { echo "$packer_sum-$(sed -n "/^# ---- image $1\$/,/^# ---- /p" "$0" | sha256sum | cut -c1-16)"; }
+recipe() { echo "$packer_sum-$(sed -n "/^# ---- image $1\$/,/^# ---- /p" "$0" | sed '$d' | sha256sum | cut -c1-16)"; }
 # ---- image agnhost
 TOOLS="bash netcat-openbsd curl bind9-dnsutils iproute2 libc-bin busybox-static mawk"
 AGNHOST_REF=$E2E/agnhost:$(upstream_tag agnhost)
@@ -184,6 +191,49 @@ if ! fresh "$IMG/agnhost.tar" "$key"; then
     --port 80/tcp --port 8080/tcp --port 8081/tcp --port 9376/tcp --port 5000/tcp
   seal "$IMG/agnhost.tar" "$key"; log "packed $AGNHOST_REF in $(( $(date +%s) - s ))s"
 fi
+# ---- image update-demo
+# nautilus and kitten (kubectl's Update Demo specs): upstream builds them FROM agnhost,
+# adding a picture and data.json from test/images/<name>/html, CMD test-webserver.
+for name in nautilus kitten; do
+  ref=$E2E/$name:$(upstream_tag $name)
+  key="$ref-$(recipe update-demo)-$(cat "$IMG/agnhost.tar.key")"
+  fresh "$IMG/$name.tar" "$key" && continue
+  [ -d "$C/rootfs/agnhost" ] || { rm -f "$IMG/agnhost.tar.key"; echo "conformance: $C/rootfs/agnhost is gone; rerun to rebuild agnhost first" >&2; exit 1; }
+  d=$C/rootfs/$name
+  rm -rf "$d"; cp -a "$C/rootfs/agnhost" "$d"
+  cp "$KSRC/test/images/$name/html/"* "$d/"; chmod 0644 "$d"/*.jpg "$d/data.json"
+  pack "$name" "$ref" "$d" --entrypoint /agnhost --cmd test-webserver --port 80/tcp
+  rm -rf "$d"
+  seal "$IMG/$name.tar" "$key"; log "packed $ref"
+done
+# ---- image sample-apiserver
+# The Aggregator spec runs k8s.io/sample-apiserver (built here at the staging version,
+# static, as upstream's image: ENTRYPOINT /sample-apiserver) beside an etcd image whose
+# /usr/local/bin/etcd is the bundle's etcd (3.6 like upstream's 3.6.4-0 image, but the
+# bundle's patch release).
+SAMPLE_REF=$E2E/sample-apiserver:$(upstream_tag sample-apiserver)
+if ! fresh "$C/sample-apiserver" "$STAGING_VERSION"; then
+  (cd "$W" && go get "k8s.io/sample-apiserver@$STAGING_VERSION" >&2 && nice -n 10 go build -trimpath -ldflags "$ld" -o "$C/sample-apiserver.tmp" k8s.io/sample-apiserver)
+  mv "$C/sample-apiserver.tmp" "$C/sample-apiserver"; seal "$C/sample-apiserver" "$STAGING_VERSION"
+  log "built sample-apiserver $STAGING_VERSION"
+fi
+key="$SAMPLE_REF-$(recipe sample-apiserver)-$STAGING_VERSION"
+if ! fresh "$IMG/sample-apiserver.tar" "$key"; then
+  d=$C/rootfs/sample-apiserver; rm -rf "$d"; mkdir -p "$d/tmp"; chmod 1777 "$d/tmp"
+  install -m 0755 "$C/sample-apiserver" "$d/sample-apiserver"
+  pack sample-apiserver "$SAMPLE_REF" "$d" --entrypoint /sample-apiserver
+  seal "$IMG/sample-apiserver.tar" "$key"; log "packed $SAMPLE_REF"
+fi
+ETCD_REF=registry.k8s.io/etcd:$(sed -n 's/.*configs\[Etcd\] = Config{[^,]*, "etcd", "\([^"]*\)"}.*/\1/p' "$MANIFEST")
+ETCD_BIN=${KUBEFORGE_BUNDLE:-$(hack/build-bundle.sh 2>/dev/null | tail -n1)}/bin/etcd
+[ -x "$ETCD_BIN" ] || { echo "conformance: no etcd in the bundle ($ETCD_BIN); hack/build-bundle.sh" >&2; exit 1; }
+key="$ETCD_REF-$(recipe sample-apiserver)-$(sha256sum "$ETCD_BIN" | cut -c1-16)"
+if ! fresh "$IMG/etcd.tar" "$key"; then
+  d=$C/rootfs/etcd; rm -rf "$d"; mkdir -p "$d/usr/local/bin" "$d/var/lib/etcd" "$d/tmp"; chmod 1777 "$d/tmp"
+  install -m 0755 "$ETCD_BIN" "$d/usr/local/bin/etcd"
+  pack etcd "$ETCD_REF" "$d" --entrypoint /usr/local/bin/etcd
+  seal "$IMG/etcd.tar" "$key"; log "packed $ETCD_REF (the bundle's etcd)"
+fi
 # ---- image jessie-dnsutils
 # jessie-dnsutils: the DNS specs' second prober (dig, getent in a bash script).
 JESSIE_REF=$E2E/jessie-dnsutils:$(upstream_tag jessie-dnsutils)
@@ -198,20 +248,26 @@ if ! fresh "$IMG/jessie-dnsutils.tar" "$key"; then
   seal "$IMG/jessie-dnsutils.tar" "$key"; log "packed $JESSIE_REF in $(( $(date +%s) - s ))s"
 fi
 # ---- image busybox
-# busybox: Debian's static busybox, its applets as links; its own sh, as upstream's.
+# busybox: Debian's static busybox, its applets as links. /bin/sh is Debian's static
+# bash, not busybox's ash: Debian's busybox is 1.35, whose ash drops environment
+# variables whose names are not shell identifiers ("data-1", "1-x"), which busybox
+# 1.37 (the upstream image) passes on; the ConfigMap/Secret envFrom specs check them.
 BUSYBOX_REF=$E2E/busybox:$(upstream_tag busybox)
-key="$BUSYBOX_REF-$(recipe busybox)-$(apt-cache policy busybox-static | sha256sum | cut -c1-16)"
+key="$BUSYBOX_REF-$(recipe busybox)-$(apt-cache policy busybox-static bash-static | sha256sum | cut -c1-16)"
 if ! fresh "$IMG/busybox.tar" "$key"; then
   d=$C/rootfs/busybox
   rm -rf "$d"; mkdir -p "$d/bin" "$d/tmp" "$d/etc"
-  (cd "$C/debs" && apt-get download busybox-static 2>&1 | grep -vE '^(Get:|Fetched|W: Download)' >&2 || true)
-  x=$(mktemp -d); dpkg-deb -x "$(ls "$C/debs/busybox-static_"*.deb | tail -n1)" "$x"
-  install -m 0755 "$x/bin/busybox" "$d/bin/busybox"; rm -rf "$x"
-  for a in $("$d/bin/busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$d/bin/$a"; done
+  (cd "$C/debs" && apt-get download busybox-static bash-static 2>&1 | grep -vE '^(Get:|Fetched|W: Download)' >&2 || true)
+  x=$(mktemp -d)
+  dpkg-deb -x "$(ls "$C/debs/busybox-static_"*.deb | tail -n1)" "$x"
+  dpkg-deb -x "$(ls "$C/debs/bash-static_"*.deb | tail -n1)" "$x"
+  install -m 0755 "$x/bin/busybox" "$d/bin/busybox"; install -m 0755 "$x/bin/bash-static" "$d/bin/bash"; rm -rf "$x"
+  for a in $("$d/bin/busybox" --list); do [ "$a" = busybox ] || [ "$a" = sh ] || [ "$a" = bash ] || ln -s busybox "$d/bin/$a"; done
+  ln -s bash "$d/bin/sh"
   chmod 1777 "$d/tmp"
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$d/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
-  check "$d" 'ls / && wget --help 2>&1 | grep -q Usage && nslookup --help 2>&1 | grep -qi usage'
+  check "$d" 'ls / && wget --help 2>&1 | grep -q Usage && nslookup --help 2>&1 | grep -qi usage && env data-1=x sh -c env | grep -q data-1'
   pack busybox "$BUSYBOX_REF" "$d" --cmd sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin
   seal "$IMG/busybox.tar" "$key"; log "packed $BUSYBOX_REF"
 fi
