@@ -225,7 +225,10 @@ if ! fresh "$IMG/sample-apiserver.tar" "$key"; then
   seal "$IMG/sample-apiserver.tar" "$key"; log "packed $SAMPLE_REF"
 fi
 ETCD_REF=registry.k8s.io/etcd:$(sed -n 's/.*configs\[Etcd\] = Config{[^,]*, "etcd", "\([^"]*\)"}.*/\1/p' "$MANIFEST")
-ETCD_BIN=${KUBEFORGE_BUNDLE:-$(hack/build-bundle.sh 2>/dev/null | tail -n1)}/bin/etcd
+# The bundle: $KUBEFORGE_BUNDLE, else the cached one of this Kubernetes version, else built.
+bundle=${KUBEFORGE_BUNDLE:-$(ls -d "$CACHE/bundles/$K8S_VERSION-"*/ 2>/dev/null | head -n1)}
+[ -x "${bundle%/}/bin/etcd" ] || bundle=$(hack/build-bundle.sh 2>/dev/null | tail -n1)
+ETCD_BIN=${bundle%/}/bin/etcd
 [ -x "$ETCD_BIN" ] || { echo "conformance: no etcd in the bundle ($ETCD_BIN); hack/build-bundle.sh" >&2; exit 1; }
 key="$ETCD_REF-$(recipe sample-apiserver)-$(sha256sum "$ETCD_BIN" | cut -c1-16)"
 if ! fresh "$IMG/etcd.tar" "$key"; then
