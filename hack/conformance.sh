@@ -237,6 +237,18 @@ if ! fresh "$IMG/etcd.tar" "$key"; then
   pack etcd "$ETCD_REF" "$d" --entrypoint /usr/local/bin/etcd
   seal "$IMG/etcd.tar" "$key"; log "packed $ETCD_REF (the bundle's etcd)"
 fi
+# ---- image nonewprivs
+# nonewprivs: k8s.io/kubernetes/test/images/nonewprivs (prints its effective uid),
+# setuid root at /usr/local/bin/nnp as upstream; the AllowPrivilegeEscalation specs.
+NNP_REF=$E2E/nonewprivs:$(upstream_tag nonewprivs)
+key="$NNP_REF-$(recipe nonewprivs)-$K8S_VERSION"
+if ! fresh "$IMG/nonewprivs.tar" "$key"; then
+  d=$C/rootfs/nonewprivs; rm -rf "$d"; mkdir -p "$d/usr/local/bin" "$d/tmp"; chmod 1777 "$d/tmp"
+  (cd "$W" && go build -trimpath -ldflags "-s -w" -o "$d/usr/local/bin/nnp" k8s.io/kubernetes/test/images/nonewprivs)
+  chmod 06755 "$d/usr/local/bin/nnp"
+  pack nonewprivs "$NNP_REF" "$d" --cmd nnp
+  seal "$IMG/nonewprivs.tar" "$key"; log "packed $NNP_REF"
+fi
 # ---- image jessie-dnsutils
 # jessie-dnsutils: the DNS specs' second prober (dig, getent in a bash script).
 JESSIE_REF=$E2E/jessie-dnsutils:$(upstream_tag jessie-dnsutils)

@@ -102,6 +102,12 @@ func collect(root string) ([]oci.ImageFile, error) {
 		if info.Mode()&fs.ModeSticky != 0 {
 			mode |= 0o1000
 		}
+		if info.Mode()&fs.ModeSetuid != 0 {
+			mode |= 0o4000
+		}
+		if info.Mode()&fs.ModeSetgid != 0 {
+			mode |= 0o2000
+		}
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
