@@ -228,3 +228,70 @@ func BenchmarkWriteOCIArchive(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteOCIArchiveRootFS: an image made from a whole root file system keeps its
+// symbolic links (merged /usr, busybox applets), its empty sticky /tmp and the
+// environment it was given.
+func TestWriteOCIArchiveRootFS(t *testing.T) {
+	spec := ImageSpec{
+		Name: "registry.k8s.io/e2e-test-images/busybox:1.37.0-1",
+		Files: []ImageFile{
+			{Path: "/bin/busybox", Mode: 0o755, Data: []byte("\x7fELF")},
+			{Path: "/bin/sh", Link: "busybox"},
+			{Path: "/tmp", Mode: 0o1777, Dir: true},
+			{Path: "/usr", Mode: 0o755, Dir: true},
+			{Path: "/usr/bin/env", Mode: 0o755, Data: []byte("\x7fELF")},
+		},
+		Cmd: []string{"sh"},
+		Env: []string{"PATH=/bin"},
+	}
+	var buf bytes.Buffer
+	md, err := WriteOCIArchive(&buf, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := readArchive(t, buf.Bytes())
+	var m ocispec.Manifest
+	if err := json.Unmarshal(blob(t, files, md), &m); err != nil {
+		t.Fatal(err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(blob(t, files, m.Config.Digest), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Config.Env) != 1 || cfg.Config.Env[0] != "PATH=/bin" {
+		t.Errorf("env %v, want [PATH=/bin]", cfg.Config.Env)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob(t, files, m.Layers[0].Digest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	layer := map[string]*tar.Header{}
+	var order []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		layer[hdr.Name] = hdr
+		order = append(order, hdr.Name)
+	}
+	if h := layer["bin/sh"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "busybox" {
+		t.Errorf("bin/sh entry %+v, want a symlink to busybox", h)
+	}
+	if h := layer["tmp/"]; h == nil || h.Typeflag != tar.TypeDir || h.Mode != 0o1777 {
+		t.Errorf("tmp/ entry %+v, want a directory with mode 1777", h)
+	}
+	if got := strings.Join(order, " "); got != "bin/ bin/busybox bin/sh tmp/ usr/ usr/bin/ usr/bin/env" {
+		t.Errorf("layer entries %q: each directory once, before what it holds", got)
+	}
+	bad := spec
+	bad.Files = []ImageFile{{Path: "/tmp", Dir: true, Data: []byte("x")}}
+	if _, err := WriteOCIArchive(io.Discard, bad); err == nil || !strings.Contains(err.Error(), "files[0]") {
+		t.Errorf("a directory with data: error %v, want one naming files[0]", err)
+	}
+}
