@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Each lab host lives in a cgroup of its own in EVERY hierarchy the machine mounts
@@ -192,6 +195,11 @@ func killCgroups(dirs map[string]string) error {
 	return firstErr
 }
 
+// removeCgroupTree removes dir and its children, deepest first. A cgroup whose
+// last process was just killed cannot be removed until the kernel has finished
+// with it (EBUSY); in the memory controller, with the kubelet's pod cgroups
+// below, that took seconds on a loaded machine, so each directory gets up to
+// cgroupRemoveTimeout.
 func removeCgroupTree(dir string) error {
 	var dirs []string
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -203,16 +211,20 @@ func removeCgroupTree(dir string) error {
 	var firstErr error
 	for i := len(dirs) - 1; i >= 0; i-- {
 		var err error
-		for try := 0; try < 50; try++ {
+		_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, cgroupRemoveTimeout, true, func(context.Context) (bool, error) {
 			if err = os.Remove(dirs[i]); err == nil || os.IsNotExist(err) {
 				err = nil
-				break
+				return true, nil
 			}
-			time.Sleep(20 * time.Millisecond) // a just-killed process may not have left yet
-		}
+			return false, nil
+		})
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("removing cgroup %s: %w", dirs[i], err)
 		}
 	}
 	return firstErr
 }
+
+// cgroupRemoveTimeout bounds the wait for one cgroup directory to become
+// removable.
+const cgroupRemoveTimeout = 30 * time.Second
