@@ -22,26 +22,31 @@ go mod tidy -diff
 step "shared lab for the host-access tests"
 # Tests that only need some lab host (host/local, host/ssh on real systemd) use this
 # one; tests that shape their own hosts (test/e2e) bring up labs of their own.
-go build -o /tmp/kubeforge-test-bin ./cmd/kubeforge
+# Scratch (the binary, logs) of this run only: two checkouts testing at once on
+# one machine must not overwrite each other's binary while it runs.
+WORK=$(mktemp -d /tmp/kubeforge-test.XXXX)
+BIN=$WORK/kubeforge
+go build -o "$BIN" ./cmd/kubeforge
 KUBEFORGE_LAB_DIR=$(mktemp -d /tmp/kubeforge-test-lab.XXXX)
 export KUBEFORGE_LAB_DIR
 CONFORMANCE_LAB_DIR=""
 cleanup() {
-  /tmp/kubeforge-test-bin lab down --dir "$KUBEFORGE_LAB_DIR" >&2 || true
-  if [ -n "$CONFORMANCE_LAB_DIR" ]; then /tmp/kubeforge-test-bin lab down --dir "$CONFORMANCE_LAB_DIR" >&2 || true; fi
+  "$BIN" lab down --dir "$KUBEFORGE_LAB_DIR" >&2 || true
+  if [ -n "$CONFORMANCE_LAB_DIR" ]; then "$BIN" lab down --dir "$CONFORMANCE_LAB_DIR" >&2 || true; fi
+  rm -f "$BIN"
 }
 trap cleanup EXIT
-/tmp/kubeforge-test-bin lab up --dir "$KUBEFORGE_LAB_DIR" --subnet 192.168.178.0/24 --hosts hostlab01 --bundle "$KUBEFORGE_BUNDLE" >&2
+"$BIN" lab up --dir "$KUBEFORGE_LAB_DIR" --subnet "${KUBEFORGE_TEST_LAB_SUBNET:-192.168.178.0/24}" --hosts hostlab01 --bundle "$KUBEFORGE_BUNDLE" >&2
 # A cold e2e.test and test-image build (10-25 min of CPU on 2 cores) overlaps the
 # tests below, which mostly wait on lab hosts; niced, it takes their idle CPU.
 conformance_build=""
 if [ "${KUBEFORGE_CONFORMANCE:-1}" != 0 ] && ! hack/conformance.sh --cached; then
-  step "conformance: building e2e.test and the test images in the background (/tmp/kubeforge-conformance-build.log)"
-  KUBEFORGE_BUNDLE=$KUBEFORGE_BUNDLE nice -n 15 hack/conformance.sh --build-only >/tmp/kubeforge-conformance-build.log 2>&1 &
+  step "conformance: building e2e.test and the test images in the background ($WORK/conformance-build.log)"
+  KUBEFORGE_BUNDLE=$KUBEFORGE_BUNDLE nice -n 15 hack/conformance.sh --build-only >$WORK/conformance-build.log 2>&1 &
   conformance_build=$!
 fi
 step "go test ./... (unit + end-to-end on lab hosts)"
-go test -count=1 -timeout 40m ./... 2>&1 | tee /tmp/kubeforge-test.log
+go test -count=1 -timeout 60m ./... 2>&1 | tee "$WORK/go-test.log"
 # The upstream conformance suite's DNS, Services and pod-networking specs on a
 # cluster made the way `make lab` makes it (hack/lab-cluster.sh): ~8 min with
 # e2e.test and the test images cached (~/.cache/kubeforge/conformance); a cold
@@ -50,16 +55,16 @@ go test -count=1 -timeout 40m ./... 2>&1 | tee /tmp/kubeforge-test.log
 if [ "${KUBEFORGE_CONFORMANCE:-1}" != 0 ]; then
   step "conformance subset (DNS, Services, pod networking): e2e.test and images"
   if [ -n "$conformance_build" ]; then
-    wait "$conformance_build" || { tail -n 30 /tmp/kubeforge-conformance-build.log >&2; exit 1; }
+    wait "$conformance_build" || { tail -n 30 $WORK/conformance-build.log >&2; exit 1; }
   fi
   hack/conformance.sh --build-only
   step "conformance subset: lab cluster"
   CONFORMANCE_LAB_DIR=$(mktemp -d /tmp/kubeforge-conformance-lab.XXXX)
-  KUBEFORGE_BIN=/tmp/kubeforge-test-bin hack/lab-cluster.sh --dir "$CONFORMANCE_LAB_DIR" --subnet "${KUBEFORGE_CONFORMANCE_SUBNET:-192.168.186.0/24}" >&2
+  KUBEFORGE_BIN=$BIN hack/lab-cluster.sh --dir "$CONFORMANCE_LAB_DIR" --subnet "${KUBEFORGE_CONFORMANCE_SUBNET:-192.168.188.0/24}" >&2
   step "conformance subset: specs"
   hack/conformance.sh --dir "$CONFORMANCE_LAB_DIR" --nodes 3 --timeout 30m \
     --focus "${KUBEFORGE_CONFORMANCE_FOCUS:-(DNS|Service|Networking).*\[Conformance\]}"
-  /tmp/kubeforge-test-bin lab down --dir "$CONFORMANCE_LAB_DIR" >&2
+  "$BIN" lab down --dir "$CONFORMANCE_LAB_DIR" >&2
   CONFORMANCE_LAB_DIR=""
 fi
 step "fuzz (bounded)"

@@ -21,6 +21,9 @@ import (
 // service and prunes nothing; reset's etcd-backup phase removes only the units.
 func TestSnapshot(t *testing.T) {
 	requireE2E(t)
+	// Most of this test waits for a systemd timer on one host: it runs beside
+	// the other parallel tests, after the sequential ones (see main_test.go).
+	t.Parallel()
 	bdir := requireBundle(t)
 	s := labFor(t, "snapshot", "192.168.184.0/24", bdir, "master01")
 	m := &remote{t: t, s: s, host: "master01"}
