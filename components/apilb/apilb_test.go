@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,10 +16,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubeforge/kubeforge/components/kubeclient/fakewatch"
 )
 
 // apiserver is a TLS server standing in for one kube-apiserver: /readyz
@@ -271,15 +270,7 @@ func TestWatchAPIServers(t *testing.T) {
 		return s
 	}
 	c := fake.NewSimpleClientset(slice(m1))
-	var opened sync.Once
-	watching := make(chan struct{})
-	c.PrependWatchReactor("endpointslices", func(action clienttesting.Action) (bool, watch.Interface, error) {
-		w, err := c.Tracker().Watch(action.GetResource(), action.GetNamespace())
-		if err == nil {
-			opened.Do(func() { close(watching) })
-		}
-		return true, w, err
-	})
+	watching := fakewatch.AllOpened(c, "endpointslices")
 	b := start(t, m1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

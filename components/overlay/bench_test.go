@@ -18,10 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/kubeforge/kubeforge/components/kubeclient/fakewatch"
 	"github.com/kubeforge/kubeforge/components/overlay/internal/etcdtest"
 	"github.com/kubeforge/kubeforge/components/overlay/internal/nettest"
 	"github.com/kubeforge/kubeforge/components/overlay/iptables"
@@ -118,17 +117,7 @@ func BenchmarkKubeAgent500(b *testing.B) {
 	if _, err := c.CoreV1().Nodes().Create(ctx, self, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	watching := make(chan struct{}, 1)
-	c.PrependWatchReactor("nodes", func(action clienttesting.Action) (bool, watch.Interface, error) {
-		w, err := c.Tracker().Watch(action.GetResource(), action.GetNamespace())
-		if err == nil {
-			select {
-			case watching <- struct{}{}:
-			default:
-			}
-		}
-		return err == nil, w, err
-	})
+	watching := fakewatch.Opened(c, "nodes")
 	mgr, err := subnet.NewKube(subnet.KubeOptions{Client: c, NodeName: "bench", Network: nc})
 	if err != nil {
 		b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/etcd/snapshot"
 )
 
@@ -71,76 +72,19 @@ func InstallTimer(ctx context.Context, h host.Host, a config.CertAutoRenew, logf
 	if err != nil {
 		return false, err
 	}
-	svcChanged, err := h.Units().WriteUnit(ctx, ServiceName, Service(a))
-	if err != nil {
-		return false, err
-	}
-	timerChanged, err := h.Units().WriteUnit(ctx, TimerName, timer)
-	if err != nil {
-		return false, err
-	}
-	if svcChanged || timerChanged {
-		logf("wrote %s and %s (schedule %s, renew within %s of expiry)", ServiceName, TimerName, a.Schedule, a.RenewBefore)
-		changed = true
-	}
-	if err := h.Units().Enable(ctx, TimerName); err != nil {
-		return false, err
-	}
-	st, err := h.Units().Status(ctx, TimerName)
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, TimerName); err != nil {
-			return false, err
-		}
-		logf("started %s", TimerName)
-		changed = true
-	case timerChanged:
-		if err := h.Units().Restart(ctx, TimerName); err != nil {
-			return false, err
-		}
-		logf("restarted %s (its schedule changed)", TimerName)
-	}
-	return changed, nil
+	c, err := scheduled.Ensure(ctx, h, Service(a), timer, "schedule "+a.Schedule+", renew within "+string(a.RenewBefore)+" of expiry", logf)
+	return changed || c, err
 }
+
+// scheduled is the renewal's service and timer.
+var scheduled = component.Scheduled{Service: ServiceName, Timer: TimerName}
 
 // TimerPresent reports whether h has the renewal units.
 func TimerPresent(ctx context.Context, h host.Host) (bool, error) {
-	for _, n := range []string{TimerName, ServiceName} {
-		if _, err := h.Stat(ctx, UnitDir+"/"+n); err == nil {
-			return true, nil
-		} else if !host.IsNotExist(err) {
-			return false, err
-		}
-	}
-	return false, nil
+	return scheduled.Present(ctx, h)
 }
 
 // RemoveTimer stops, disables and deletes the timer and the service.
 func RemoveTimer(ctx context.Context, h host.Host, logf func(string, ...any)) (bool, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	changed := false
-	for _, n := range []string{TimerName, ServiceName} {
-		if _, err := h.Stat(ctx, UnitDir+"/"+n); host.IsNotExist(err) {
-			continue
-		} else if err != nil {
-			return changed, err
-		}
-		if err := h.Units().Stop(ctx, n); err != nil {
-			return changed, err
-		}
-		if err := h.Units().Disable(ctx, n); err != nil {
-			return changed, err
-		}
-		if err := h.Units().RemoveUnit(ctx, n); err != nil {
-			return changed, err
-		}
-		logf("removed %s", n)
-		changed = true
-	}
-	return changed, nil
+	return scheduled.Remove(ctx, h, logf)
 }

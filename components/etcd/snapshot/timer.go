@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // The scheduled backup's units. The binary is the one the overlay phase also
@@ -126,40 +127,13 @@ func Install(ctx context.Context, o InstallOptions) (changed bool, err error) {
 	} else if !fi.IsDir() {
 		return false, fmt.Errorf("%s: spec.etcd.backup.dir %s is not a directory", h.Name(), o.Backup.Dir)
 	}
-	svcChanged, err := h.Units().WriteUnit(ctx, ServiceName, Service(o.Backup))
-	if err != nil {
-		return false, err
-	}
-	timerChanged, err := h.Units().WriteUnit(ctx, TimerName, timer)
-	if err != nil {
-		return false, err
-	}
-	if svcChanged || timerChanged {
-		o.Logf("wrote %s and %s (schedule %s, keep %d, dir %s)", ServiceName, TimerName, o.Backup.Schedule, o.Backup.Keep, o.Backup.Dir)
-		changed = true
-	}
-	if err := h.Units().Enable(ctx, TimerName); err != nil {
-		return false, err
-	}
-	st, err := h.Units().Status(ctx, TimerName)
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case !st.Active():
-		if err := h.Units().Start(ctx, TimerName); err != nil {
-			return false, err
-		}
-		o.Logf("started %s", TimerName)
-		changed = true
-	case timerChanged:
-		if err := h.Units().Restart(ctx, TimerName); err != nil {
-			return false, err
-		}
-		o.Logf("restarted %s (its schedule changed)", TimerName)
-	}
-	return changed, nil
+	c, err := scheduled.Ensure(ctx, h, Service(o.Backup), timer,
+		fmt.Sprintf("schedule %s, keep %d, dir %s", o.Backup.Schedule, o.Backup.Keep, o.Backup.Dir), o.Logf)
+	return changed || c, err
 }
+
+// scheduled is the backup's service and timer.
+var scheduled = component.Scheduled{Service: ServiceName, Timer: TimerName}
 
 // EnsureBinary copies exe (default: the running binary) to BinaryPath on h
 // unless the same bytes are there, as the overlay phase does.
@@ -193,42 +167,12 @@ func EnsureBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
 
 // Present reports whether h has the backup units.
 func Present(ctx context.Context, h host.Host) (bool, error) {
-	for _, n := range []string{TimerName, ServiceName} {
-		if _, err := h.Stat(ctx, "/etc/systemd/system/"+n); err == nil {
-			return true, nil
-		} else if !host.IsNotExist(err) {
-			return false, err
-		}
-	}
-	return false, nil
+	return scheduled.Present(ctx, h)
 }
 
 // Remove stops, disables and deletes the timer and the service, and nothing
 // else: the snapshots stay, they are what a reset host may need to be rebuilt
 // from.
 func Remove(ctx context.Context, h host.Host, logf func(string, ...any)) (bool, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	changed := false
-	for _, n := range []string{TimerName, ServiceName} {
-		p := "/etc/systemd/system/" + n
-		if _, err := h.Stat(ctx, p); host.IsNotExist(err) {
-			continue
-		} else if err != nil {
-			return changed, err
-		}
-		if err := h.Units().Stop(ctx, n); err != nil {
-			return changed, err
-		}
-		if err := h.Units().Disable(ctx, n); err != nil {
-			return changed, err
-		}
-		if err := h.Units().RemoveUnit(ctx, n); err != nil {
-			return changed, err
-		}
-		logf("removed %s", n)
-		changed = true
-	}
-	return changed, nil
+	return scheduled.Remove(ctx, h, logf)
 }

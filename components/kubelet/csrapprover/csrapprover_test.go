@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,12 +21,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/components/clusterinfo"
+	"github.com/kubeforge/kubeforge/components/kubeclient/fakewatch"
 )
 
 type req struct {
@@ -352,7 +350,7 @@ func TestSync(t *testing.T) {
 // against a real apiserver whose connections break.)
 func TestRun(t *testing.T) {
 	c := fake.NewSimpleClientset(node("node01", "192.168.176.152"), configMap(t, testCluster(t)))
-	watching := watchesOpened(c, "certificatesigningrequests", "nodes")
+	watching := fakewatch.AllOpened(c, "certificatesigningrequests", "nodes")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
@@ -408,36 +406,6 @@ func TestRun(t *testing.T) {
 	}); err != nil {
 		t.Fatal("Node node03 asked for its removal and is still there after 20s")
 	}
-}
-
-// watchesOpened returns a channel closed once a watch on each of the named
-// resources is open. The fake clientset's tracker does not replay what changed
-// between an informer's list and its watch (a real apiserver does, from the
-// list's resource version), so a test that changes objects before the watches
-// are open can lose the event for good: under load that is what happened.
-func watchesOpened(c *fake.Clientset, resources ...string) <-chan struct{} {
-	var mu sync.Mutex
-	left := map[string]bool{}
-	for _, r := range resources {
-		left[r] = true
-	}
-	opened := make(chan struct{})
-	c.PrependWatchReactor("*", func(action clienttesting.Action) (bool, watch.Interface, error) {
-		w, err := c.Tracker().Watch(action.GetResource(), action.GetNamespace())
-		if err != nil {
-			return false, nil, err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if left[action.GetResource().Resource] {
-			delete(left, action.GetResource().Resource)
-			if len(left) == 0 {
-				close(opened)
-			}
-		}
-		return true, w, nil
-	})
-	return opened
 }
 
 func TestRBACIsNarrow(t *testing.T) {

@@ -12,10 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/kubeforge/kubeforge/components/kubeclient/fakewatch"
 	"github.com/kubeforge/kubeforge/components/overlay/internal/etcdtest"
 )
 
@@ -57,18 +56,7 @@ func etcdBackend(t *testing.T) backend {
 
 func kubeBackend(t *testing.T) backend {
 	c := fake.NewClientset()
-	var mu sync.Mutex
-	opened := make(chan struct{}, 16)
-	c.PrependWatchReactor("nodes", func(action clienttesting.Action) (bool, watch.Interface, error) {
-		w, err := c.Tracker().Watch(action.GetResource(), action.GetNamespace())
-		if err != nil {
-			return false, nil, err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		opened <- struct{}{}
-		return true, w, nil
-	})
+	opened := fakewatch.Opened(c, "nodes")
 	return backend{
 		node: func(t *testing.T, name string, n int) Manager {
 			// The kubelet registers the Node; kube-controller-manager sets its podCIDR.
