@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd/fakehost"
 	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/kubeclient/fakewatch"
 )
 
 func TestRenderConfig(t *testing.T) {
@@ -199,7 +201,11 @@ func TestCSRCredentials(t *testing.T) {
 	ca := testCA(t)
 	caCert, _ := certs.ParseCertPEM(ca.CertPEM)
 	c := fake.NewSimpleClientset()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The requester waits with a list and then a watch; a certificate issued
+	// between the two is never seen on the fake clientset (it failed CI on a
+	// loaded machine), so the signer issues once the watch is open.
+	opened := fakewatch.Opened(c, "certificatesigningrequests")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	errs := make(chan error, 1)
 	go func() {
@@ -221,6 +227,12 @@ func TestCSRCredentials(t *testing.T) {
 			der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, req.PublicKey, ca.Key)
 			if err != nil {
 				errs <- err
+				return
+			}
+			select {
+			case <-opened:
+			case <-ctx.Done():
+				errs <- fmt.Errorf("the requester never watched its CSR: %w", ctx.Err())
 				return
 			}
 			csr.Status.Conditions = []certv1.CertificateSigningRequestCondition{{Type: certv1.CertificateApproved, Status: corev1.ConditionTrue}}
