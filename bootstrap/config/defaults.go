@@ -27,7 +27,7 @@ const (
 	// is the safety net for clients that write directly, and one hour of history is
 	// plenty for watchers to resume after a reconnect.
 	DefaultCompactionMode      = CompactionPeriodic
-	DefaultCompactionRetention = "5m"
+	DefaultCompactionRetention = "1h"
 	// 8 GiB is the largest quota etcd's operations guide recommends; the 2 GiB etcd
 	// default is easily reached by a busy cluster with many events.
 	DefaultQuotaBackendBytes int64 = 8 << 30

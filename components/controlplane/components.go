@@ -188,23 +188,16 @@ func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) 
 	}
 	n := o.Cluster.Spec.Networking
 	a := Args{
-		"advertise-address":           o.Node.Address,
-		"allow-privileged":            "true",
-		"authorization-mode":          "Node,RBAC",
-		"client-ca-file":              o.pki("ca.crt"),
-		"enable-admission-plugins":    "NodeRestriction",
-		"enable-bootstrap-token-auth": "true",
-		"etcd-cafile":                 o.pki("etcd/ca.crt"),
-		"etcd-certfile":               o.pki("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                o.pki("apiserver-etcd-client.key"),
-		"etcd-servers":                strings.Join(etcd, ","),
-		// etcd 3.6 lets only its root role call Compact, and the apiserver's
-		// etcd identity is deliberately not root (components/etcd/auth.go):
-		// its compactor failed every 5 minutes ("compact failed: etcdserver:
-		// permission denied"). etcd compacts itself instead, periodic with
-		// spec.etcd.autoCompactionRetention (5m by default, what the
-		// apiserver's compactor would have kept).
-		"etcd-compaction-interval":           "0",
+		"advertise-address":                  o.Node.Address,
+		"allow-privileged":                   "true",
+		"authorization-mode":                 "Node,RBAC",
+		"client-ca-file":                     o.pki("ca.crt"),
+		"enable-admission-plugins":           "NodeRestriction",
+		"enable-bootstrap-token-auth":        "true",
+		"etcd-cafile":                        o.pki("etcd/ca.crt"),
+		"etcd-certfile":                      o.pki("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                       o.pki("apiserver-etcd-client.key"),
+		"etcd-servers":                       strings.Join(etcd, ","),
 		"kubelet-client-certificate":         o.pki("apiserver-kubelet-client.crt"),
 		"kubelet-client-key":                 o.pki("apiserver-kubelet-client.key"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",

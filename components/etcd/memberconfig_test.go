@@ -58,7 +58,7 @@ func TestRenderProductionSettings(t *testing.T) {
 		"election-timeout":            float64(1000),
 		"quota-backend-bytes":         float64(8 << 30),
 		"auto-compaction-mode":        "periodic",
-		"auto-compaction-retention":   "5m",
+		"auto-compaction-retention":   "1h",
 		"strict-reconfig-check":       true,
 	}
 	for k, w := range want {
