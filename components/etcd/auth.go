@@ -27,7 +27,10 @@ import (
 //	user (= client CN)              role                   may
 //	root                            root                   everything (required by `auth enable`; no certificate is issued for it)
 //	kubeforge-etcd-admin            root                   everything; certificates only in memory, from the etcd CA key
-//	kube-apiserver-etcd-client      kube-apiserver         read/write every key (the apiserver's data, compaction key included)
+//	kube-apiserver-etcd-client      root                   everything: etcd 3.6 lets only root call Compact, which the
+//	                                                       apiserver's compactor needs (continue tokens expire with it);
+//	                                                       its key lives only on control-plane hosts, which hold the etcd
+//	                                                       CA key anyway (role kube-apiserver stays for older clusters)
 //	kube-etcd-healthcheck-client    kube-etcd-healthcheck  read the key "health" (a linearizable read proves a quorum)
 //	kubeforge-overlay               kubeforge-overlay      read/write <overlay prefix>/ only
 //	kubeforge-etcd-join-<host>      root                   one member join (add learner, promote); deleted by that join
@@ -109,7 +112,7 @@ func (p AuthPlan) users() [][2]string {
 	return [][2]string{
 		{RootUser, "root"},
 		{AdminUser, "root"},
-		{p.APIServerUser, APIServerRole},
+		{p.APIServerUser, "root"},
 		{p.HealthUser, HealthRole},
 		{p.OverlayUser, OverlayRole},
 	}
