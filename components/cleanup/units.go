@@ -55,7 +55,13 @@ func KubeforgeUnits(ctx context.Context, h host.Host) ([]string, error) {
 	return out, nil
 }
 
-// stopOrder puts stopFirst units first, containerd last.
+// stopLast is stopped after every other unit (containerd is stopped on its own,
+// later): etcd going first made the apiserver fail and the controller-manager
+// lose its lease and restart in the middle of the reset.
+const stopLast = "etcd.service"
+
+// stopOrder puts stopFirst units first, then the rest, then stopLast;
+// containerd is not in it.
 func stopOrder(units []string) []string {
 	var out []string
 	for _, u := range stopFirst {
@@ -64,9 +70,12 @@ func stopOrder(units []string) []string {
 		}
 	}
 	for _, u := range units {
-		if !slices.Contains(out, u) && u != containerd.UnitName {
+		if !slices.Contains(out, u) && u != containerd.UnitName && u != stopLast {
 			out = append(out, u)
 		}
+	}
+	if slices.Contains(units, stopLast) {
+		out = append(out, stopLast)
 	}
 	return out
 }
@@ -87,7 +96,11 @@ func stopUnit(ctx context.Context, e *Env, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !component.Running(st) {
+	// A unit with a job queued (the restart of a crashed Restart=always
+	// service, inactive until it runs) is on its way back: stop it too, or it
+	// starts again after the reset (a controller-manager did, and the next
+	// init found its port taken).
+	if !component.Running(st) && !st.JobQueued {
 		return false, nil
 	}
 	if err := e.Host.Units().Stop(ctx, name); err != nil {

@@ -46,6 +46,9 @@ func TestRenew(t *testing.T) {
 	}
 	// Short-lived leaves, as a cluster nearing its renewal date has.
 	cfg.Spec.Certificates.Validity = config.Duration("2h")
+	// ClusterConfig filled in the defaults for the old validity; let the
+	// renewal window be defaulted again for the new one (a third of it).
+	cfg.Spec.Certificates.AutoRenew.RenewBefore = ""
 	m.put(kubeforgeBin, "/root/kf/kubeforge", 0o755)
 	m.putConfig(cfg, "/root/kf/cluster.yaml")
 	const kf = "/root/kf/kubeforge"
