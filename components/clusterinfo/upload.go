@@ -248,9 +248,49 @@ func DownloadEtcdMember(ctx context.Context, c kubernetes.Interface, key, node s
 	return files, nil
 }
 
-// EtcdUploadLive reports whether the etcd member hand-over exists, has an entry
-// for every one of members and decrypts with key.
+// MinUploadLife is how long an upload must still live for a rerun of init to
+// keep it. An upload about to expire is replaced: the token cleaner deletes
+// its TTL carrier (and the garbage collector the Secret) at any moment after
+// expiry, which after a cluster restart is seconds after init has looked.
+const MinUploadLife = CertsTTL / 2
+
+// uploadLongLived reports whether kube-system/name exists and its TTL carrier
+// lives for at least MinUploadLife more.
+func uploadLongLived(ctx context.Context, c kubernetes.Interface, name string, now time.Time) (bool, error) {
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading kube-system/%s: %w", name, err)
+	}
+	for _, o := range s.OwnerReferences {
+		if o.Kind != "Secret" || !strings.HasPrefix(o.Name, "bootstrap-token-") {
+			continue
+		}
+		owner, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, o.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the TTL token of kube-system/%s: %w", name, err)
+		}
+		tok, err := bootstraptoken.FromSecret(owner)
+		if err != nil {
+			return false, nil // not ours to judge: upload again
+		}
+		return tok.Expires.IsZero() || tok.Expires.Sub(now) >= MinUploadLife, nil
+	}
+	return false, nil
+}
+
+// EtcdUploadLive reports whether the etcd member hand-over exists, lives for at
+// least MinUploadLife more, has an entry for every one of members and decrypts
+// with key.
 func EtcdUploadLive(ctx context.Context, c kubernetes.Interface, key string, members []string) (bool, error) {
+	if ok, err := uploadLongLived(ctx, c, EtcdMembersSecretName, time.Now()); !ok || err != nil {
+		return false, err
+	}
 	for _, m := range members {
 		_, err := DownloadEtcdMember(ctx, c, key, m)
 		switch {
@@ -280,9 +320,13 @@ func DownloadCerts(ctx context.Context, c kubernetes.Interface, key string) (map
 	return files, nil
 }
 
-// UploadCurrent reports whether the live upload decrypts with key and holds
-// exactly files: then there is nothing to upload again.
+// UploadCurrent reports whether the live upload decrypts with key, holds
+// exactly files and lives for at least MinUploadLife more: then there is
+// nothing to upload again.
 func UploadCurrent(ctx context.Context, c kubernetes.Interface, key string, files map[string][]byte) (bool, error) {
+	if ok, err := uploadLongLived(ctx, c, CertsSecretName, time.Now()); !ok || err != nil {
+		return false, err
+	}
 	got, err := DownloadCerts(ctx, c, key)
 	switch {
 	case errors.Is(err, ErrNoUpload), errors.Is(err, certs.ErrWrongCertificateKey), errors.Is(err, certs.ErrCorruptBundle):
