@@ -15,7 +15,6 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/bootstrap/host/dryrun"
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
-	"github.com/kubeforge/kubeforge/bootstrap/host/ssh"
 	"github.com/kubeforge/kubeforge/preflight"
 )
 
@@ -156,24 +155,7 @@ func openPreflightHost(cluster *config.Cluster, f preflightFlags) (*config.Host,
 	if !ok {
 		return nil, nil, fmt.Errorf("--host %q is not a host of cluster %q (hosts: %v)", f.target, cluster.Metadata.Name, cluster.HostNames())
 	}
-	cfg := ssh.Config{
-		Name:              node.Name,
-		Address:           node.Address,
-		Port:              node.SSHPort(),
-		User:              node.SSHUser(),
-		KnownHostsPath:    f.knownHosts,
-		AcceptNewHostKeys: f.acceptNewHostKey,
-	}
-	key := f.identity
-	if key == "" && node.SSH != nil {
-		key = node.SSH.KeyPath
-	}
-	if key != "" {
-		cfg.KeyFiles = []string{key}
-	} else {
-		cfg.UseAgent = true
-	}
-	h, err := ssh.New(cfg)
+	h, err := sshFlags{identity: f.identity, knownHosts: f.knownHosts, acceptNewHostKey: f.acceptNewHostKey}.open(*node)
 	if err != nil {
 		return nil, nil, err
 	}
