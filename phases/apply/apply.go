@@ -93,6 +93,8 @@ type run struct {
 
 	mu      sync.Mutex
 	results map[string]*HostResult
+	// forceEtcd: reset --all found no host able to remove etcd members.
+	forceEtcd bool
 }
 
 // Apply makes the cluster of o.Cluster. It returns the per-host results (also
@@ -225,10 +227,14 @@ func (r *run) closeHosts() {
 // one host does not cut another's step short (its log stays whole), but stops
 // apply before the next step.
 func (r *run) eachHost(ctx context.Context, name string, step func(context.Context, config.Host, host.Host) error) error {
+	return r.eachHostOf(ctx, r.o.Cluster.Spec.Hosts, name, step)
+}
+
+func (r *run) eachHostOf(ctx context.Context, hosts []config.Host, name string, step func(context.Context, config.Host, host.Host) error) error {
 	var g errgroup.Group
 	var mu sync.Mutex
 	var errs []error
-	for _, h := range r.o.Cluster.Spec.Hosts {
+	for _, h := range hosts {
 		g.Go(func() error {
 			t := time.Now()
 			if err := step(ctx, h, r.hosts[h.Name]); err != nil {
@@ -246,7 +252,7 @@ func (r *run) eachHost(ctx context.Context, name string, step func(context.Conte
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return errors.Join(errs...)
 	}
-	r.printf("%s: all %d hosts", name, len(r.o.Cluster.Spec.Hosts))
+	r.printf("%s: %d hosts", name, len(hosts))
 	return nil
 }
 

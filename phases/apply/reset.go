@@ -11,10 +11,14 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 )
 
-// ResetAll runs `kubeforge reset` on every host of o.Cluster in parallel, then
-// removes what apply wrote there (its copy of the configuration). Every host is
-// reached first: an unreachable one stops it before any host is reset, naming
-// it. A host without kubeforge has nothing of ours and is skipped.
+// ResetAll tears the cluster of o.Cluster down: the first control-plane host
+// removes the other etcd members one at a time (only it holds etcd's
+// administrator credential, and a member host's reset refuses while it is
+// still a member), then every other host is reset in parallel, the first
+// control-plane host last; apply's copy of the configuration goes with each.
+// Every host is reached first: an unreachable one stops it before any host is
+// reset, naming it. A host without kubeforge has nothing of ours and is
+// skipped.
 func ResetAll(ctx context.Context, o Options) ([]HostResult, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -29,13 +33,45 @@ func ResetAll(ctx context.Context, o Options) ([]HostResult, error) {
 	}
 	defer r.logs.Close()
 	defer r.closeHosts()
-	err = r.connect(ctx)
-	if err == nil {
-		err = r.eachHost(ctx, "reset", r.reset)
-	}
+	err = r.resetAll(ctx)
 	res := r.summary()
 	printSummary(o.Out, res, time.Since(r.start))
 	return res, err
+}
+
+func (r *run) resetAll(ctx context.Context) error {
+	if err := r.connect(ctx); err != nil {
+		return err
+	}
+	first, err := initHost(r.o.Cluster)
+	if err != nil {
+		return err
+	}
+	fh := r.hosts[first.Name]
+	for _, m := range r.o.Cluster.HostsWithRole(config.RoleEtcd) {
+		if m.Name == first.Name || r.forceEtcd {
+			continue
+		}
+		r.printf("%s: kubeforge etcd remove-member %s", first.Name, m.Name)
+		if _, err := r.kubeforge(ctx, first.Name, fh, nil, "etcd", "remove-member", m.Name); err != nil {
+			// The first host's etcd is gone already (an earlier reset --all
+			// stopped half-way): nobody can remove members any more, and the
+			// cluster is going as a whole, so each member drops its own.
+			r.printf("WARNING: %s could not remove etcd member %s (%v): each member host removes its local member without leaving", first.Name, m.Name, err)
+			r.forceEtcd = true
+		}
+	}
+	others := *r.o.Cluster
+	others.Spec.Hosts = nil
+	for _, h := range r.o.Cluster.Spec.Hosts {
+		if h.Name != first.Name {
+			others.Spec.Hosts = append(others.Spec.Hosts, h)
+		}
+	}
+	if err := r.eachHostOf(ctx, others.Spec.Hosts, "reset", r.reset); err != nil {
+		return err
+	}
+	return r.eachHostOf(ctx, []config.Host{first}, "reset", r.reset)
 }
 
 func (r *run) reset(ctx context.Context, n config.Host, h host.Host) error {
@@ -47,11 +83,17 @@ func (r *run) reset(ctx context.Context, n config.Host, h host.Host) error {
 		return err
 	}
 	t := time.Now()
-	args := []string{"reset", "--force", "--node-name", n.Name}
+	var cfg []string
 	if _, err := h.Stat(ctx, RemoteConfig); err == nil {
-		args = append(args, "--config", RemoteConfig)
+		cfg = []string{"--config", RemoteConfig}
 	}
-	out, err := r.kubeforge(ctx, n.Name, h, nil, args...)
+	if r.forceEtcd && n.HasRole(config.RoleEtcd) {
+		args := append([]string{"reset", "phase", "etcd", "--force", "--force-etcd-removal", "--node-name", n.Name}, cfg...)
+		if _, err := r.kubeforge(ctx, n.Name, h, nil, args...); err != nil {
+			return err
+		}
+	}
+	out, err := r.kubeforge(ctx, n.Name, h, nil, append([]string{"reset", "--force", "--node-name", n.Name}, cfg...)...)
 	res.Elapsed = time.Since(t)
 	if err != nil {
 		return err
