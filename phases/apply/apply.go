@@ -95,6 +95,8 @@ type run struct {
 	results map[string]*HostResult
 	// forceEtcd: reset --all found no host able to remove etcd members.
 	forceEtcd bool
+	// strayNodes are Nodes of the cluster that are not hosts of the file.
+	strayNodes []string
 }
 
 // Apply makes the cluster of o.Cluster. It returns the per-host results (also
@@ -144,7 +146,30 @@ func (r *run) steps(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.joins(ctx, first, join)
+	if err := r.joins(ctx, first, join); err != nil {
+		return err
+	}
+	r.strays(ctx, first)
+	return nil
+}
+
+// strays reports the Nodes of the cluster no host of the file stands for: a
+// host removed from the file is said, never reset behind the operator's back.
+func (r *run) strays(ctx context.Context, first config.Host) {
+	cmd := host.Cmd{Argv: []string{"kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"}, ReadOnly: true, Timeout: time.Minute}
+	res, err := r.hosts[first.Name].Run(ctx, cmd)
+	if err != nil || !res.OK() {
+		r.printf("WARNING: could not list the cluster's Nodes on %s to find hosts missing from the file: %v %s", first.Name, err, strings.TrimSpace(string(res.Stderr)))
+		return
+	}
+	for _, n := range strings.Fields(string(res.Stdout)) {
+		if _, ok := r.o.Cluster.Host(n); !ok {
+			r.mu.Lock()
+			r.strayNodes = append(r.strayNodes, n)
+			r.mu.Unlock()
+			r.printf("%s is a Node of the cluster but not a host of the file: left as it is (`kubeforge node remove %s` on %s removes it)", n, n, first.Name)
+		}
+	}
 }
 
 // initHost is the host init runs on: the first control-plane host.

@@ -99,6 +99,8 @@ func (h *fakeHost) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	switch {
 	case argv[0] == "uname":
 		return host.Result{Stdout: []byte(h.name + "\n")}, nil
+	case argv[0] == "kubectl":
+		return host.Result{Stdout: []byte("master01 node01 node02 node03 node04 node07")}, nil
 	case argv[0] == "sha256sum":
 		b, _ := h.ReadFile(ctx, argv[1])
 		return host.Result{Stdout: []byte(fmt.Sprintf("%x  %s\n", sha(b), argv[1]))}, nil
@@ -188,6 +190,9 @@ func TestApplyMakesAndConvergesTheCluster(t *testing.T) {
 		if r.Outcome != Done || r.Action != want[r.Name] {
 			t.Errorf("%s: %s %s, want %s done", r.Name, r.Action, r.Outcome, want[r.Name])
 		}
+	}
+	if !strings.Contains(out.String(), "node07 is a Node of the cluster but not a host of the file: left as it is (`kubeforge node remove node07` on master01") {
+		t.Errorf("the Node missing from the file is not reported:\n%s", out.String())
 	}
 	if m := fc.etcdMax.Load(); m != 1 {
 		t.Errorf("%d etcd members joined at once; etcd adds one learner at a time", m)
