@@ -95,6 +95,8 @@ type run struct {
 	results map[string]*HostResult
 	// forceEtcd: reset --all found no host able to remove etcd members.
 	forceEtcd bool
+	// first is the host init runs on.
+	first string
 	// strayNodes are Nodes of the cluster that are not hosts of the file.
 	strayNodes []string
 }

@@ -38,6 +38,7 @@ type cluster struct {
 	mu        sync.Mutex
 	hosts     map[string]*fakeHost
 	converged bool // every kubeforge run reports unchanged
+	order     []string
 	etcdNow   atomic.Int32
 	etcdMax   atomic.Int32
 }
@@ -127,7 +128,10 @@ func (h *fakeHost) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 			return host.Result{Stdout: []byte("[discovery] key " + string(c.Stdin) + "\n[kubelet] " + h.c.state() + " in 1s\n")}, nil
 		}
 		return host.Result{Stdout: []byte("[kubelet] " + h.c.state() + " in 1s\n")}, nil
-	case "reset":
+	case "reset", "etcd":
+		h.c.mu.Lock()
+		h.c.order = append(h.c.order, h.name+": "+strings.Join(argv[1:], " "))
+		h.c.mu.Unlock()
 		return host.Result{Stdout: []byte("[cleanup] done in 1s\n")}, nil
 	}
 	return host.Result{ExitCode: 2}, nil
@@ -319,3 +323,33 @@ func TestParseJoinAndRedact(t *testing.T) {
 }
 
 func sha(b []byte) [32]byte { return sha256.Sum256(b) }
+
+func TestResetAllOrder(t *testing.T) {
+	fc := newCluster("master01", "node01", "node02", "node03", "node04")
+	for _, h := range fc.hosts {
+		h.files[RemoteBinary] = []byte("#!kubeforge")
+		h.files[RemoteConfig] = []byte("kind: Cluster\n")
+	}
+	var out bytes.Buffer
+	if _, err := ResetAll(context.Background(), options(t, fc, &out)); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	o := fc.order
+	if len(o) != 8 || o[0] != "master01: etcd remove-member node01" || o[1] != "master01: etcd remove-member node02" {
+		t.Fatalf("order: %q", o)
+	}
+	// master01 last, and as etcd's last member its etcd phase is forced.
+	if !strings.HasPrefix(o[6], "master01: reset phase etcd --force --force-etcd-removal") || !strings.HasPrefix(o[7], "master01: reset --force") {
+		t.Errorf("master01 is not reset last with its etcd forced: %q", o)
+	}
+	for _, l := range o[2:6] {
+		if strings.Contains(l, "force-etcd-removal") {
+			t.Errorf("a member host forced its etcd removal although master01 removed it: %q", l)
+		}
+	}
+	for n, h := range fc.hosts {
+		if _, ok := h.files[RemoteConfig]; ok {
+			t.Errorf("%s keeps apply's configuration", n)
+		}
+	}
+}

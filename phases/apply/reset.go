@@ -47,6 +47,7 @@ func (r *run) resetAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.first = first.Name
 	fh := r.hosts[first.Name]
 	for _, m := range r.o.Cluster.HostsWithRole(config.RoleEtcd) {
 		if m.Name == first.Name || r.forceEtcd {
@@ -87,7 +88,9 @@ func (r *run) reset(ctx context.Context, n config.Host, h host.Host) error {
 	if _, err := h.Stat(ctx, RemoteConfig); err == nil {
 		cfg = []string{"--config", RemoteConfig}
 	}
-	if r.forceEtcd && n.HasRole(config.RoleEtcd) {
+	// The first control-plane host goes last and is then etcd's last voting
+	// member, which its reset keeps unless told: the cluster goes as a whole.
+	if n.HasRole(config.RoleEtcd) && (r.forceEtcd || n.Name == r.first) {
 		args := append([]string{"reset", "phase", "etcd", "--force", "--force-etcd-removal", "--node-name", n.Name}, cfg...)
 		if _, err := r.kubeforge(ctx, n.Name, h, nil, args...); err != nil {
 			return err
