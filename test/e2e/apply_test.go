@@ -25,7 +25,7 @@ import (
 func TestApply(t *testing.T) {
 	requireE2E(t)
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar")
-	s := labFor(t, "apply", "192.168.181.0/24", bdir, "master01", "node01", "node02")
+	s := labFor(t, "apply", "192.168.182.0/24", bdir, "master01", "node01", "node02")
 	l := &nodesLab{t: t, s: s, addr: map[string]string{}}
 	p := s.Paths()
 	dir := t.TempDir()
