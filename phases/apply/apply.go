@@ -104,6 +104,12 @@ type run struct {
 // Apply makes the cluster of o.Cluster. It returns the per-host results (also
 // printed) and an error naming the first host that failed and where.
 func Apply(ctx context.Context, o Options) ([]HostResult, error) {
+	return execute(ctx, o, "", (*run).steps)
+}
+
+// execute is what Apply and ResetAll share: the per-host results, the run
+// directory's logs, the hosts closed at the end and the summary table.
+func execute(ctx context.Context, o Options, action string, body func(*run, context.Context) error) ([]HostResult, error) {
 	if o.Cluster == nil || len(o.Cluster.Spec.Hosts) == 0 {
 		return nil, errors.New("apply: the configuration has no hosts")
 	}
@@ -112,7 +118,7 @@ func Apply(ctx context.Context, o Options) ([]HostResult, error) {
 	}
 	r := &run{o: o, start: time.Now(), hosts: map[string]host.Host{}, results: map[string]*HostResult{}}
 	for _, h := range o.Cluster.Spec.Hosts {
-		r.results[h.Name] = &HostResult{Name: h.Name, Roles: h.Roles, Outcome: Skipped}
+		r.results[h.Name] = &HostResult{Name: h.Name, Roles: h.Roles, Outcome: Skipped, Action: action}
 	}
 	var err error
 	if r.logs, err = openLogs(o.RunDir); err != nil {
@@ -121,7 +127,7 @@ func Apply(ctx context.Context, o Options) ([]HostResult, error) {
 	defer r.logs.Close()
 	defer r.closeHosts()
 
-	err = r.steps(ctx)
+	err = body(r, ctx)
 	res := r.summary()
 	printSummary(o.Out, res, time.Since(r.start))
 	if o.RunDir != "" {

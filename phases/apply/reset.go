@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"fmt"
-	"io"
 	"path"
 	"time"
 
@@ -20,23 +19,7 @@ import (
 // reset, naming it. A host without kubeforge has nothing of ours and is
 // skipped.
 func ResetAll(ctx context.Context, o Options) ([]HostResult, error) {
-	if o.Out == nil {
-		o.Out = io.Discard
-	}
-	r := &run{o: o, start: time.Now(), hosts: map[string]host.Host{}, results: map[string]*HostResult{}}
-	for _, h := range o.Cluster.Spec.Hosts {
-		r.results[h.Name] = &HostResult{Name: h.Name, Roles: h.Roles, Outcome: Skipped, Action: "reset"}
-	}
-	var err error
-	if r.logs, err = openLogs(o.RunDir); err != nil {
-		return nil, err
-	}
-	defer r.logs.Close()
-	defer r.closeHosts()
-	err = r.resetAll(ctx)
-	res := r.summary()
-	printSummary(o.Out, res, time.Since(r.start))
-	return res, err
+	return execute(ctx, o, "reset", (*run).resetAll)
 }
 
 func (r *run) resetAll(ctx context.Context) error {
