@@ -93,33 +93,9 @@ func Verify(ctx context.Context, o VerifyOptions) (*Result, error) {
 	}
 
 	// 1. The bytes: size and sha256 against the sidecar, etcd's own hash.
-	f, err := os.Open(file)
+	size, sum, err := checkBytes(file, sc)
 	if err != nil {
-		return nil, err
-	}
-	whole := sha256.New()
-	inner := newTrailerHash(sha256.New(), sha256.Size)
-	size, err := io.Copy(io.MultiWriter(whole, inner), f)
-	f.Close()
-	if err != nil {
-		return nil, fail("reading: %v", err)
-	}
-	sum := hex.EncodeToString(whole.Sum(nil))
-	if sc != nil {
-		switch {
-		case size < sc.Size:
-			return nil, fail("truncated: %d bytes, the sidecar says %d", size, sc.Size)
-		case size != sc.Size:
-			return nil, fail("%d bytes, the sidecar says %d", size, sc.Size)
-		case sum != sc.SHA256:
-			return nil, fail("corrupt: sha256 %s, the sidecar says %s", sum, sc.SHA256)
-		}
-	}
-	if !hasChecksum(size) {
-		return nil, fail("%d bytes: not an etcd database followed by etcd's sha256 (truncated?)", size)
-	}
-	if !inner.matches() {
-		return nil, fail("corrupt: the database does not match the sha256 etcd appended to it")
+		return nil, fail("%v", err)
 	}
 	o.Logf("%s: %d bytes, sha256 %s matches%s and etcd's integrity hash", file, size, sum, map[bool]string{true: " the sidecar", false: ""}[sc != nil])
 
@@ -136,53 +112,119 @@ func Verify(ctx context.Context, o VerifyOptions) (*Result, error) {
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return nil, err
 	}
+	m, err := restoreInto(file, tmp)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	o.Logf("restored into %s", m.dataDir)
+
+	// 3. Serve it with a throwaway member and count what it holds.
+	keys, rev, err := m.serve(ctx, o)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	if sc != nil && rev < sc.Revision {
+		return nil, fail("the restored member is at revision %d, the sidecar says %d", rev, sc.Revision)
+	}
+	return &Result{File: file, Size: size, SHA256: sum, Keys: keys, Revision: rev, Took: time.Since(start)}, nil
+}
+
+// checkBytes reads file once and checks its size and sha256 against the
+// sidecar (when there is one) and etcd's own appended sha256.
+func checkBytes(file string, sc *Sidecar) (int64, string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, "", err
+	}
+	whole := sha256.New()
+	inner := newTrailerHash(sha256.New(), sha256.Size)
+	size, err := io.Copy(io.MultiWriter(whole, inner), f)
+	f.Close()
+	if err != nil {
+		return 0, "", fmt.Errorf("reading: %v", err)
+	}
+	sum := hex.EncodeToString(whole.Sum(nil))
+	if sc != nil {
+		switch {
+		case size < sc.Size:
+			return 0, "", fmt.Errorf("truncated: %d bytes, the sidecar says %d", size, sc.Size)
+		case size != sc.Size:
+			return 0, "", fmt.Errorf("%d bytes, the sidecar says %d", size, sc.Size)
+		case sum != sc.SHA256:
+			return 0, "", fmt.Errorf("corrupt: sha256 %s, the sidecar says %s", sum, sc.SHA256)
+		}
+	}
+	if !hasChecksum(size) {
+		return 0, "", fmt.Errorf("%d bytes: not an etcd database followed by etcd's sha256 (truncated?)", size)
+	}
+	if !inner.matches() {
+		return 0, "", errors.New("corrupt: the database does not match the sha256 etcd appended to it")
+	}
+	return size, sum, nil
+}
+
+// restored is a snapshot restored into a private directory, with the loopback
+// URLs its throwaway member will use.
+type restored struct {
+	tmp, dataDir       string
+	clientURL, peerURL string
+}
+
+// restoreInto restores file with etcd's own restore library into tmp/data, as
+// a one-member cluster on two free loopback ports.
+func restoreInto(file, tmp string) (*restored, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	clientURL := "https://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "https://127.0.0.1:" + strconv.Itoa(ports[1])
-	dataDir := filepath.Join(tmp, "data")
+	r := &restored{
+		tmp:       tmp,
+		dataDir:   filepath.Join(tmp, "data"),
+		clientURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]),
+		peerURL:   "https://127.0.0.1:" + strconv.Itoa(ports[1]),
+	}
 	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
 		SnapshotPath:        file,
 		Name:                "verify",
-		OutputDataDir:       dataDir,
-		PeerURLs:            []string{peerURL},
-		InitialCluster:      "verify=" + peerURL,
+		OutputDataDir:       r.dataDir,
+		PeerURLs:            []string{r.peerURL},
+		InitialCluster:      "verify=" + r.peerURL,
 		InitialClusterToken: "kubeforge-verify",
 	})
 	if err != nil {
-		return nil, fail("etcd restore: %v", err)
+		return nil, fmt.Errorf("etcd restore: %v", err)
 	}
-	o.Logf("restored into %s", dataDir)
+	return r, nil
+}
 
-	// 3. Serve it with a throwaway member: the snapshot holds every Secret, so
-	// it gets mutual TLS with a key that exists only in tmp.
-	tlsFiles, clientTLS, err := throwawayPKI(tmp)
+// serve starts a throwaway member on the restored data and returns its key
+// count and revision once it answers. The snapshot holds every Secret, so the
+// member gets mutual TLS with a key that exists only in the private directory.
+func (r *restored) serve(ctx context.Context, o VerifyOptions) (keys, rev int64, err error) {
+	tlsFiles, clientTLS, err := throwawayPKI(r.tmp)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	m, err := startMember(o.EtcdBinary, []string{
-		"--name=verify", "--data-dir=" + dataDir,
-		"--listen-client-urls=" + clientURL, "--advertise-client-urls=" + clientURL,
-		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=verify=" + peerURL, "--initial-cluster-token=kubeforge-verify",
+		"--name=verify", "--data-dir=" + r.dataDir,
+		"--listen-client-urls=" + r.clientURL, "--advertise-client-urls=" + r.clientURL,
+		"--listen-peer-urls=" + r.peerURL, "--initial-advertise-peer-urls=" + r.peerURL,
+		"--initial-cluster=verify=" + r.peerURL, "--initial-cluster-token=kubeforge-verify",
 		"--cert-file=" + tlsFiles.Cert, "--key-file=" + tlsFiles.Key, "--trusted-ca-file=" + tlsFiles.CA, "--client-cert-auth",
 		"--peer-cert-file=" + tlsFiles.Cert, "--peer-key-file=" + tlsFiles.Key, "--peer-trusted-ca-file=" + tlsFiles.CA, "--peer-client-cert-auth",
 		"--log-level=error",
 	})
 	if err != nil {
-		return nil, fail("starting %s: %v", o.EtcdBinary, err)
+		return 0, 0, fmt.Errorf("starting %s: %v", o.EtcdBinary, err)
 	}
 	defer m.stop()
-	o.Logf("started a throwaway etcd (%s) on %s", o.EtcdBinary, clientURL)
+	o.Logf("started a throwaway etcd (%s) on %s", o.EtcdBinary, r.clientURL)
 
-	cli, err := connectTLS(clientURL, clientTLS)
+	cli, err := connectTLS(r.clientURL, clientTLS)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	defer cli.Close()
-	var keys, rev int64
 	var lastErr error
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
 		if m.exited() {
@@ -202,12 +244,9 @@ func Verify(ctx context.Context, o VerifyOptions) (*Result, error) {
 		if lastErr != nil && !m.exited() {
 			err = fmt.Errorf("%w (last answer: %v; its log: %s)", err, lastErr, m.logTail())
 		}
-		return nil, fail("serving the restored data: %v", err)
+		return 0, 0, fmt.Errorf("serving the restored data: %v", err)
 	}
-	if sc != nil && rev < sc.Revision {
-		return nil, fail("the restored member is at revision %d, the sidecar says %d", rev, sc.Revision)
-	}
-	return &Result{File: file, Size: size, SHA256: sum, Keys: keys, Revision: rev, Took: time.Since(start)}, nil
+	return keys, rev, nil
 }
 
 // freePorts asks the kernel for n free loopback ports.
