@@ -151,27 +151,8 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 	}
 
 	o.Logf("streaming a snapshot from %s into %s", o.Endpoint, o.Dir)
-	resp, err := o.Client.SnapshotWithVersion(ctx)
+	size, sum, storageVersion, err := stream(ctx, o, tmp)
 	if err != nil {
-		return "", nil, fmt.Errorf("etcd snapshot from %s: %w", o.Endpoint, err)
-	}
-	defer resp.Snapshot.Close()
-	whole := sha256.New()
-	inner := newTrailerHash(sha256.New(), sha256.Size)
-	size, err := io.Copy(io.MultiWriter(tmp, whole, inner), resp.Snapshot)
-	if err != nil {
-		return "", nil, fmt.Errorf("etcd snapshot from %s: after %d bytes: %w", o.Endpoint, size, err)
-	}
-	if !hasChecksum(size) {
-		return "", nil, fmt.Errorf("etcd snapshot from %s: %d bytes, not a database followed by etcd's sha256: the stream was cut short", o.Endpoint, size)
-	}
-	if !inner.matches() {
-		return "", nil, fmt.Errorf("etcd snapshot from %s: the database does not match the sha256 etcd appended to it", o.Endpoint)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", nil, fmt.Errorf("fsync %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
 		return "", nil, err
 	}
 	rev, err := fileRevision(tmpName)
@@ -186,8 +167,8 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 	}
 	sc := &Sidecar{
 		Kind: SidecarKind, File: name, Cluster: o.Cluster, Time: started.UTC().Truncate(time.Second),
-		Size: size, SHA256: hex.EncodeToString(whole.Sum(nil)), Revision: rev,
-		EtcdVersion: st.Version, StorageVersion: resp.Version, KubernetesVersion: o.KubernetesVersion, Endpoint: o.Endpoint,
+		Size: size, SHA256: sum, Revision: rev,
+		EtcdVersion: st.Version, StorageVersion: storageVersion, KubernetesVersion: o.KubernetesVersion, Endpoint: o.Endpoint,
 	}
 	for _, m := range ml.Members {
 		sc.Members = append(sc.Members, Member{ID: strconv.FormatUint(m.ID, 16), Name: m.Name,
@@ -207,6 +188,36 @@ func Save(ctx context.Context, o SaveOptions) (string, *Sidecar, error) {
 		return "", nil, err
 	}
 	return final, sc, nil
+}
+
+// stream copies the member's snapshot into tmp, checks etcd's appended sha256
+// and syncs and closes tmp; it returns the size, the sha256 of the whole file
+// and the storage version etcd reported.
+func stream(ctx context.Context, o SaveOptions, tmp *os.File) (int64, string, string, error) {
+	resp, err := o.Client.SnapshotWithVersion(ctx)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("etcd snapshot from %s: %w", o.Endpoint, err)
+	}
+	defer resp.Snapshot.Close()
+	whole := sha256.New()
+	inner := newTrailerHash(sha256.New(), sha256.Size)
+	size, err := io.Copy(io.MultiWriter(tmp, whole, inner), resp.Snapshot)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("etcd snapshot from %s: after %d bytes: %w", o.Endpoint, size, err)
+	}
+	if !hasChecksum(size) {
+		return 0, "", "", fmt.Errorf("etcd snapshot from %s: %d bytes, not a database followed by etcd's sha256: the stream was cut short", o.Endpoint, size)
+	}
+	if !inner.matches() {
+		return 0, "", "", fmt.Errorf("etcd snapshot from %s: the database does not match the sha256 etcd appended to it", o.Endpoint)
+	}
+	if err := tmp.Sync(); err != nil {
+		return 0, "", "", fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, "", "", err
+	}
+	return size, hex.EncodeToString(whole.Sum(nil)), resp.Version, nil
 }
 
 // Connect is the one place this package builds an etcd client: one endpoint,
