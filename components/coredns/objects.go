@@ -134,12 +134,35 @@ func Build(o Options) (*Objects, error) {
 		WithSubjects(rbacac.Subject().WithKind("ServiceAccount").WithName(Name).WithNamespace(Namespace))
 	objs.ConfigMap = coreac.ConfigMap(Name, Namespace).WithLabels(labels()).WithData(map[string]string{"Corefile": corefile})
 
+	podSpec := podSpec(o.Image, sel)
+	objs.Deployment = appsac.Deployment(Name, Namespace).WithLabels(labels()).WithSpec(appsac.DeploymentSpec().
+		WithReplicas(replicas).
+		WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
+		WithStrategy(appsac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType).
+			WithRollingUpdate(appsac.RollingUpdateDeployment().WithMaxUnavailable(intstr.FromInt32(1)).WithMaxSurge(intstr.FromString("25%")))).
+		WithTemplate(coreac.PodTemplateSpec().
+			WithLabels(labels()).
+			WithAnnotations(map[string]string{ChecksumAnnotation: checksum}).
+			WithSpec(podSpec)))
+
+	objs.PodDisruptionBudget = policyac.PodDisruptionBudget(Name, Namespace).WithLabels(labels()).WithSpec(
+		policyac.PodDisruptionBudgetSpec().WithMaxUnavailable(intstr.FromInt32(1)).
+			WithSelector(metaac.LabelSelector().WithMatchLabels(sel)))
+
+	objs.Service = service(ip.String(), sel)
+	return objs, nil
+}
+
+// podSpec is CoreDNS's pod: its one container (ports, probes, resources, a
+// read-only root) and where and how it runs (priority, tolerations, one
+// replica per node, non-root with the DNS port allowed by a safe sysctl).
+func podSpec(image string, sel map[string]string) *coreac.PodSpecApplyConfiguration {
 	probe := func(path string, port int32) *coreac.ProbeApplyConfiguration {
 		return coreac.Probe().WithHTTPGet(coreac.HTTPGetAction().WithPath(path).WithPort(intstr.FromInt32(port)).WithScheme(corev1.URISchemeHTTP))
 	}
 	container := coreac.Container().
 		WithName("coredns").
-		WithImage(o.Image).
+		WithImage(image).
 		// The image is imported on every node from the bundle; there is no
 		// registry to pull from, and Never says so at once instead of backing off.
 		WithImagePullPolicy(corev1.PullNever).
@@ -189,34 +212,23 @@ func Build(o Options) (*Objects, error) {
 		WithContainers(container).
 		WithVolumes(coreac.Volume().WithName("config-volume").WithConfigMap(
 			coreac.ConfigMapVolumeSource().WithName(Name).WithItems(coreac.KeyToPath().WithKey("Corefile").WithPath("Corefile"))))
+	return podSpec
+}
 
-	objs.Deployment = appsac.Deployment(Name, Namespace).WithLabels(labels()).WithSpec(appsac.DeploymentSpec().
-		WithReplicas(replicas).
-		WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
-		WithStrategy(appsac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType).
-			WithRollingUpdate(appsac.RollingUpdateDeployment().WithMaxUnavailable(intstr.FromInt32(1)).WithMaxSurge(intstr.FromString("25%")))).
-		WithTemplate(coreac.PodTemplateSpec().
-			WithLabels(labels()).
-			WithAnnotations(map[string]string{ChecksumAnnotation: checksum}).
-			WithSpec(podSpec)))
-
-	objs.PodDisruptionBudget = policyac.PodDisruptionBudget(Name, Namespace).WithLabels(labels()).WithSpec(
-		policyac.PodDisruptionBudgetSpec().WithMaxUnavailable(intstr.FromInt32(1)).
-			WithSelector(metaac.LabelSelector().WithMatchLabels(sel)))
-
+// service is kube-dns at the cluster DNS IP: DNS over UDP and TCP, metrics.
+func service(clusterIP string, sel map[string]string) *coreac.ServiceApplyConfiguration {
 	svcLabels := labels()
 	svcLabels["kubernetes.io/cluster-service"] = "true"
 	svcLabels["kubernetes.io/name"] = "CoreDNS"
-	objs.Service = coreac.Service(ServiceName, Namespace).WithLabels(svcLabels).
+	return coreac.Service(ServiceName, Namespace).WithLabels(svcLabels).
 		WithAnnotations(map[string]string{"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}).
 		WithSpec(coreac.ServiceSpec().
 			WithType(corev1.ServiceTypeClusterIP).
-			WithClusterIP(ip.String()).
+			WithClusterIP(clusterIP).
 			WithSelector(sel).
 			WithPorts(
 				coreac.ServicePort().WithName("dns").WithPort(53).WithTargetPort(intstr.FromInt32(53)).WithProtocol(corev1.ProtocolUDP),
 				coreac.ServicePort().WithName("dns-tcp").WithPort(53).WithTargetPort(intstr.FromInt32(53)).WithProtocol(corev1.ProtocolTCP),
 				coreac.ServicePort().WithName("metrics").WithPort(9153).WithTargetPort(intstr.FromInt32(9153)).WithProtocol(corev1.ProtocolTCP),
 			))
-	return objs, nil
 }
