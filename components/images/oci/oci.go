@@ -130,48 +130,12 @@ func WriteOCIArchive(w io.Writer, spec ImageSpec) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	var gz bytes.Buffer
-	level := spec.GzipLevel
-	if level == 0 {
-		level = gzip.BestCompression
-	}
-	zw, err := gzip.NewWriterLevel(&gz, level)
+	layer, err := gzipLayer(spec, layerTar)
 	if err != nil {
-		return "", fmt.Errorf("image %s: gzip level %d: %w", spec.Name, spec.GzipLevel, err)
-	}
-	if _, err := zw.Write(layerTar); err != nil {
 		return "", err
 	}
-	if err := zw.Close(); err != nil {
-		return "", err
-	}
-	layer := gz.Bytes()
 
-	env := spec.Env
-	if env == nil {
-		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	}
-	cfg := ocispec.Image{
-		Created:  &created,
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config: ocispec.ImageConfig{
-			User:       spec.User,
-			Entrypoint: spec.Entrypoint,
-			Cmd:        spec.Cmd,
-			Env:        env,
-			Labels:     spec.Labels,
-			WorkingDir: "/",
-		},
-		RootFS:  ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(layerTar)}},
-		History: []ocispec.History{{Created: &created, CreatedBy: "kubeforge images pack", Comment: spec.Name}},
-	}
-	if len(spec.ExposedPorts) > 0 {
-		cfg.Config.ExposedPorts = map[string]struct{}{}
-		for _, p := range spec.ExposedPorts {
-			cfg.Config.ExposedPorts[p] = struct{}{}
-		}
-	}
-	cfgJSON, err := json.Marshal(cfg)
+	cfgJSON, err := imageConfig(spec, created, layerTar)
 	if err != nil {
 		return "", err
 	}
@@ -202,34 +166,94 @@ func WriteOCIArchive(w io.Writer, spec ImageSpec) (digest.Digest, error) {
 	}
 	layout, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
 
-	tw := tar.NewWriter(w)
-	entries := []struct {
-		name string
-		data []byte
-	}{
+	err = writeLayout(w, created, []layoutEntry{
 		{ocispec.ImageLayoutFile, layout},
 		{"index.json", indexJSON},
 		{blobPath(cfgJSON), cfgJSON},
 		{blobPath(layer), layer},
 		{blobPath(manifestJSON), manifestJSON},
+	})
+	if err != nil {
+		return "", err
 	}
+	return md.Digest, nil
+}
+
+// gzipLayer compresses the layer at spec's level (best by default); gzip
+// carries no name or time, so the bytes depend on the layer alone.
+func gzipLayer(spec ImageSpec, layerTar []byte) ([]byte, error) {
+	var gz bytes.Buffer
+	level := spec.GzipLevel
+	if level == 0 {
+		level = gzip.BestCompression
+	}
+	zw, err := gzip.NewWriterLevel(&gz, level)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: gzip level %d: %w", spec.Name, spec.GzipLevel, err)
+	}
+	if _, err := zw.Write(layerTar); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return gz.Bytes(), nil
+}
+
+// imageConfig is the image's config blob: its platform, entrypoint, command,
+// environment (a default PATH), user, labels, ports and the one layer's diff ID.
+func imageConfig(spec ImageSpec, created time.Time, layerTar []byte) ([]byte, error) {
+	env := spec.Env
+	if env == nil {
+		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	cfg := ocispec.Image{
+		Created:  &created,
+		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+		Config: ocispec.ImageConfig{
+			User:       spec.User,
+			Entrypoint: spec.Entrypoint,
+			Cmd:        spec.Cmd,
+			Env:        env,
+			Labels:     spec.Labels,
+			WorkingDir: "/",
+		},
+		RootFS:  ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(layerTar)}},
+		History: []ocispec.History{{Created: &created, CreatedBy: "kubeforge images pack", Comment: spec.Name}},
+	}
+	if len(spec.ExposedPorts) > 0 {
+		cfg.Config.ExposedPorts = map[string]struct{}{}
+		for _, p := range spec.ExposedPorts {
+			cfg.Config.ExposedPorts[p] = struct{}{}
+		}
+	}
+	return json.Marshal(cfg)
+}
+
+// layoutEntry is one regular file of the image layout.
+type layoutEntry struct {
+	name string
+	data []byte
+}
+
+// writeLayout writes the layout's directories and entries as a tar stream,
+// every entry with the same fixed time.
+func writeLayout(w io.Writer, created time.Time, entries []layoutEntry) error {
+	tw := tar.NewWriter(w)
 	for _, d := range []string{"blobs/", "blobs/sha256/"} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: created, Format: tar.FormatPAX}); err != nil {
-			return "", err
+			return err
 		}
 	}
 	for _, e := range entries {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: created, Format: tar.FormatPAX}); err != nil {
-			return "", err
+			return err
 		}
 		if _, err := tw.Write(e.data); err != nil {
-			return "", err
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	return md.Digest, nil
+	return tw.Close()
 }
 
 func descriptor(mediaType string, data []byte) ocispec.Descriptor {
