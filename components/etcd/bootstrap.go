@@ -63,21 +63,9 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (Result, error) {
 	}
 
 	// Certificates: the CA host first, then everyone else from its CA.
-	changed, err := EnsureCerts(ctx, opts[0].Host, o.Cluster, opts[0].Node, o.CertDir, true, opts[0].Logf)
+	changed, err := bootstrapCerts(ctx, o, opts)
 	if err != nil {
 		return Result{}, err
-	}
-	caCert, caKey, _ := certs.CertPaths(o.CertDir, certs.CertEtcdCA)
-	ca, err := certs.LoadCA(certs.HostFS{Ctx: ctx, Host: opts[0].Host}, caCert, caKey)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: etcd CA: %w", opts[0].Host.Name(), err)
-	}
-	for _, op := range opts[1:] {
-		c, err := distributeCerts(ctx, op, ca)
-		if err != nil {
-			return Result{}, err
-		}
-		changed = changed || c
 	}
 
 	peers := make([]Peer, len(o.Targets))
@@ -142,10 +130,46 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (Result, error) {
 		return Result{}, err
 	}
 	anyChanged = anyChanged || authChanged
-	// The CA host is the administrator: the full status needs that credential.
-	adminTLS, err := AdminTLS(HostRead(ctx, opts[0].Host), o.CertDir)
+	st, err := bootstrapStatus(ctx, o, opts[0])
 	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", opts[0].Host.Name(), err)
+		return Result{}, err
+	}
+	detail := fmt.Sprintf("%d healthy voting members, leader %s", len(st.Members), st.Leader)
+	if !anyChanged {
+		return Result{Detail: detail}, nil
+	}
+	return Result{Changed: true, Detail: detail, Healthy: time.Since(t0)}, nil
+}
+
+// bootstrapCerts ensures the etcd CA and the first host's certificates there,
+// then issues every other host's from that CA (its key never leaves the host).
+func bootstrapCerts(ctx context.Context, o BootstrapOptions, opts []Options) (bool, error) {
+	changed, err := EnsureCerts(ctx, opts[0].Host, o.Cluster, opts[0].Node, o.CertDir, true, opts[0].Logf)
+	if err != nil {
+		return false, err
+	}
+	caCert, caKey, _ := certs.CertPaths(o.CertDir, certs.CertEtcdCA)
+	ca, err := certs.LoadCA(certs.HostFS{Ctx: ctx, Host: opts[0].Host}, caCert, caKey)
+	if err != nil {
+		return false, fmt.Errorf("%s: etcd CA: %w", opts[0].Host.Name(), err)
+	}
+	for _, op := range opts[1:] {
+		c, err := distributeCerts(ctx, op, ca)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || c
+	}
+	return changed, nil
+}
+
+// bootstrapStatus is the new cluster's status as the administrator on the CA
+// host sees it; all members must be healthy voters under one leader.
+func bootstrapStatus(ctx context.Context, o BootstrapOptions, ca Options) (*ClusterStatus, error) {
+	// The CA host is the administrator: the full status needs that credential.
+	adminTLS, err := AdminTLS(HostRead(ctx, ca.Host), o.CertDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ca.Host.Name(), err)
 	}
 	eps := make([]string, len(o.Targets))
 	for i, t := range o.Targets {
@@ -153,21 +177,17 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (Result, error) {
 	}
 	cli, err := NewClient(eps, adminTLS)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	defer cli.Close()
 	st, err := GetClusterStatus(ctx, cli, adminTLS)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	if n := st.HealthyVoters(); n != len(o.Targets) || st.Leader == "" {
-		return Result{}, fmt.Errorf("etcd bootstrap: %d of %d members are healthy voters (leader %q)", n, len(o.Targets), st.Leader)
+		return nil, fmt.Errorf("etcd bootstrap: %d of %d members are healthy voters (leader %q)", n, len(o.Targets), st.Leader)
 	}
-	detail := fmt.Sprintf("%d healthy voting members, leader %s", len(st.Members), st.Leader)
-	if !anyChanged {
-		return Result{Detail: detail}, nil
-	}
-	return Result{Changed: true, Detail: detail, Healthy: time.Since(t0)}, nil
+	return st, nil
 }
 
 // checkTargets insists on exactly the config's etcd hosts, CA host first.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
@@ -365,26 +366,7 @@ func Join(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("etcd join of %s: %w", o.Node.Name, err)
 	}
 	if self != nil && !self.IsLearner && self.Name != "" {
-		// Already a voting member: converge the files, keep its bootstrap settings.
-		cur, err := r.currentConfig(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		r.cfg.InitialCluster = initialCluster(members, self.ID, r.cfg.Member)
-		r.cfg.InitialClusterState = ClusterStateExisting
-		r.cfg.keepBootstrap(cur)
-		fc, err := r.writeFiles(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		res, err := o.runMember(ctx, r, tlsCfg, changed || fc, t0)
-		if err == nil && !res.Changed {
-			res.Detail = fmt.Sprintf("%s is already a started voting member (%x)", o.Node.Name, self.ID)
-		}
-		if err == nil {
-			err = o.dropJoinUser(ctx, cli)
-		}
-		return res, err
+		return o.convergeVoter(ctx, r, cli, members, self, tlsCfg, changed, t0)
 	}
 	if self == nil {
 		// A host that is not a member must start with an empty data dir; data in it
@@ -402,18 +384,7 @@ func Join(ctx context.Context, o Options) (Result, error) {
 		return Result{}, adminErr
 	}
 	if o.DryRun {
-		what := "add it as a learner"
-		if self != nil {
-			what = fmt.Sprintf("resume learner %x", self.ID)
-		}
-		o.Logf("dry run: would %s, start %s with the %d current members and promote it once it caught up", what, UnitName, len(members))
-		r.cfg.InitialCluster = append(initialCluster(members, 0, r.cfg.Member), Peer{Name: o.Node.Name, PeerURL: r.cfg.Member.PeerURL()})
-		r.cfg.InitialClusterState = ClusterStateExisting
-		if _, err := r.writeFiles(ctx); err != nil {
-			return Result{}, err
-		}
-		_ = o.Host.Units().Start(ctx, UnitName)
-		return Result{Changed: true, Detail: "dry run"}, nil
+		return o.dryRunJoin(ctx, r, members, self)
 	}
 	jr, err := JoinMember(ctx, JoinRequest{
 		Client:  cli,
@@ -432,6 +403,48 @@ func Join(ctx context.Context, o Options) (Result, error) {
 	}
 	return Result{Changed: true, Detail: fmt.Sprintf("%s joined as voting member %x", o.Node.Name, jr.ID),
 		Started: jr.StartedAfter, Promoted: jr.PromotedAfter}, nil
+}
+
+// convergeVoter handles a host that is already a voting member: its files are
+// brought to the desired config (keeping its bootstrap settings) and the unit
+// restarted only if they changed.
+func (o *Options) convergeVoter(ctx context.Context, r *hostMember, cli *clientv3.Client, members []*etcdserverpb.Member, self *etcdserverpb.Member, tlsCfg *tls.Config, changed bool, t0 time.Time) (Result, error) {
+	cur, err := r.currentConfig(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	r.cfg.InitialCluster = initialCluster(members, self.ID, r.cfg.Member)
+	r.cfg.InitialClusterState = ClusterStateExisting
+	r.cfg.keepBootstrap(cur)
+	fc, err := r.writeFiles(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := o.runMember(ctx, r, tlsCfg, changed || fc, t0)
+	if err == nil && !res.Changed {
+		res.Detail = fmt.Sprintf("%s is already a started voting member (%x)", o.Node.Name, self.ID)
+	}
+	if err == nil {
+		err = o.dropJoinUser(ctx, cli)
+	}
+	return res, err
+}
+
+// dryRunJoin writes the files a join would write to the dry-run host and says
+// what the join would do, without touching the cluster.
+func (o *Options) dryRunJoin(ctx context.Context, r *hostMember, members []*etcdserverpb.Member, self *etcdserverpb.Member) (Result, error) {
+	what := "add it as a learner"
+	if self != nil {
+		what = fmt.Sprintf("resume learner %x", self.ID)
+	}
+	o.Logf("dry run: would %s, start %s with the %d current members and promote it once it caught up", what, UnitName, len(members))
+	r.cfg.InitialCluster = append(initialCluster(members, 0, r.cfg.Member), Peer{Name: o.Node.Name, PeerURL: r.cfg.Member.PeerURL()})
+	r.cfg.InitialClusterState = ClusterStateExisting
+	if _, err := r.writeFiles(ctx); err != nil {
+		return Result{}, err
+	}
+	_ = o.Host.Units().Start(ctx, UnitName)
+	return Result{Changed: true, Detail: "dry run"}, nil
 }
 
 // dropJoinUser deletes the etcd user of the handed-over one-join credential once

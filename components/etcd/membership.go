@@ -1,8 +1,6 @@
 package etcd
 
 import (
-	"github.com/kubeforge/kubeforge/components/component"
-
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +12,9 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubeforge/kubeforge/components/component"
 )
 
 // Runner starts and removes the local member while JoinMember changes the
@@ -163,20 +164,28 @@ func JoinMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 	if err := req.Runner.Start(ctx, peers); err != nil {
 		return rollback(fmt.Errorf("starting it: %w", err))
 	}
-	deadline := time.Now().Add(req.Timeout)
-	tick := time.NewTicker(req.PollInterval)
-	defer tick.Stop()
+	if err := waitPromoted(ctx, req, &res, t0); err != nil {
+		return rollback(err)
+	}
+	return res, nil
+}
+
+// waitPromoted polls until the started member is a voter: it retries
+// MemberPromote, which the leader refuses until the learner has caught up, and
+// reports progress every few seconds. A Runner that says the member failed
+// ends the wait at once.
+func waitPromoted(ctx context.Context, req JoinRequest, res *JoinResult, t0 time.Time) error {
 	var lastReport time.Time
-	for {
-		if err := ctx.Err(); err != nil {
-			return rollback(err)
+	var progress string
+	var stepErr error
+	err := wait.PollUntilContextTimeout(ctx, req.PollInterval, req.Timeout, true, func(pctx context.Context) (bool, error) {
+		if stepErr = req.Runner.Failed(pctx); stepErr != nil {
+			return false, stepErr
 		}
-		if err := req.Runner.Failed(ctx); err != nil {
-			return rollback(err)
-		}
-		done, progress, err := joinStep(ctx, req, res.ID)
-		if err != nil {
-			return rollback(err)
+		var done bool
+		done, progress, stepErr = joinStep(pctx, req, res.ID)
+		if stepErr != nil {
+			return false, stepErr
 		}
 		if progress == "started" && res.StartedAfter == 0 {
 			res.StartedAfter = time.Since(t0)
@@ -186,19 +195,23 @@ func JoinMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 				res.StartedAfter = time.Since(t0)
 			}
 			res.Promoted, res.PromotedAfter = true, time.Since(t0)
-			return res, nil
+			return true, nil
 		}
 		if time.Since(lastReport) >= 3*time.Second {
-			logf("waiting for %s: %s (%s)", m.Name, describeProgress(ctx, req, res.ID, progress), time.Since(t0).Round(time.Second))
+			req.Logf("waiting for %s: %s (%s)", req.Member.Name, describeProgress(pctx, req, res.ID, progress), time.Since(t0).Round(time.Second))
 			lastReport = time.Now()
 		}
-		if time.Now().After(deadline) {
-			return rollback(fmt.Errorf("not promoted within %s (%s)", req.Timeout, progress))
-		}
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case stepErr != nil:
+		return stepErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return fmt.Errorf("not promoted within %s (%s)", req.Timeout, progress)
 	}
 }
 
