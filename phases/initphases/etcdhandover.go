@@ -73,75 +73,9 @@ func (r *run) uploadEtcdMembers(data rundata.Data, alone bool) (string, error) {
 		log.Printf("dry run: would issue etcd member certificates and a one-join credential for %s and store them encrypted in Secret kube-system/%s", strings.Join(names, ", "), clusterinfo.EtcdMembersSecretName)
 		return "<etcd-certificate-key>", nil
 	}
-	caCert, caKey, _ := certs.CertPaths(data.CertDir(), certs.CertEtcdCA)
-	ca, err := certs.LoadCA(certs.HostFS{Ctx: ctx, Host: h}, caCert, caKey)
-	if err != nil {
-		return "", fmt.Errorf("%s: etcd CA: %w", h.Name(), err)
-	}
-	if !ca.CanSign() {
-		return "", fmt.Errorf("%s: %s is missing: the etcd member hand-over is issued on the host that holds the etcd CA key", h.Name(), caKey)
-	}
-	admin, err := etcd.AdminTLS(etcd.HostRead(ctx, h), data.CertDir())
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", h.Name(), err)
-	}
-	var eps []string
-	for _, m := range data.Config().HostsWithRole(config.RoleEtcd) {
-		if !contains(names, m.Name) {
-			eps = append(eps, etcd.MemberOf(m).ClientURL())
-		}
-	}
-	ecli, err := etcd.NewClient(eps, admin)
+	members, err := issueEtcdHandovers(data, hosts, names)
 	if err != nil {
 		return "", err
-	}
-	defer ecli.Close()
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	list, err := ecli.MemberList(lctx)
-	cancel()
-	if err != nil {
-		return "", fmt.Errorf("listing the etcd members: %w", err)
-	}
-	voters := map[string]bool{}
-	for _, m := range list.Members {
-		if !m.IsLearner && m.Name != "" {
-			voters[m.Name] = true
-		}
-	}
-	members := map[string]map[string][]byte{}
-	for _, m := range hosts {
-		spec, err := certs.SpecFromConfig(data.Config(), m.Name)
-		if err != nil {
-			return "", err
-		}
-		files, err := certs.IssueEtcdMemberHandover(ca, spec, m.Name)
-		if err != nil {
-			return "", fmt.Errorf("etcd member certificates for %s: %w", m.Name, err)
-		}
-		members[m.Name] = files
-		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if voters[m.Name] {
-			// A voting member needs no membership change (a new hand-over renews
-			// its certificates): no join credential, and none left over.
-			err = etcd.DeleteUser(uctx, ecli, etcd.JoinUser(m.Name))
-			cancel()
-			if err != nil {
-				return "", err
-			}
-			continue
-		}
-		// The one-join credential expires with the hand-over; the join deletes its
-		// user as soon as the member is a voter.
-		err = etcd.EnsureJoinUser(uctx, ecli, m.Name)
-		cancel()
-		if err != nil {
-			return "", fmt.Errorf("etcd one-join user for %s: %w", m.Name, err)
-		}
-		crt, key, err := etcd.IssueClient(ca, etcd.JoinUser(m.Name), clusterinfo.CertsTTL)
-		if err != nil {
-			return "", err
-		}
-		files[clusterinfo.EtcdJoinCertFile], files[clusterinfo.EtcdJoinKeyFile] = crt, key
 	}
 	key, err := certs.NewCertificateKey()
 	if err != nil {
@@ -160,6 +94,85 @@ func (r *run) uploadEtcdMembers(data rundata.Data, alone bool) (string, error) {
 	log.Printf("stored the etcd member certificates of %s (no CA key) encrypted in Secret kube-system/%s; it is deleted in %s",
 		strings.Join(names, ", "), clusterinfo.EtcdMembersSecretName, clusterinfo.CertsTTL)
 	return key, nil
+}
+
+// issueEtcdHandovers issues, from the etcd CA on this host, each of hosts its
+// member certificates and, to a host that is not a voting member yet, a one-join
+// credential (an etcd user that may add exactly that member); a voter's leftover
+// join user is deleted.
+func issueEtcdHandovers(data rundata.Data, hosts []config.Host, names []string) (map[string]map[string][]byte, error) {
+	ctx, h := data.Context(), data.Host()
+	caCert, caKey, _ := certs.CertPaths(data.CertDir(), certs.CertEtcdCA)
+	ca, err := certs.LoadCA(certs.HostFS{Ctx: ctx, Host: h}, caCert, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: etcd CA: %w", h.Name(), err)
+	}
+	if !ca.CanSign() {
+		return nil, fmt.Errorf("%s: %s is missing: the etcd member hand-over is issued on the host that holds the etcd CA key", h.Name(), caKey)
+	}
+	admin, err := etcd.AdminTLS(etcd.HostRead(ctx, h), data.CertDir())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	var eps []string
+	for _, m := range data.Config().HostsWithRole(config.RoleEtcd) {
+		if !contains(names, m.Name) {
+			eps = append(eps, etcd.MemberOf(m).ClientURL())
+		}
+	}
+	ecli, err := etcd.NewClient(eps, admin)
+	if err != nil {
+		return nil, err
+	}
+	defer ecli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	list, err := ecli.MemberList(lctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("listing the etcd members: %w", err)
+	}
+	voters := map[string]bool{}
+	for _, m := range list.Members {
+		if !m.IsLearner && m.Name != "" {
+			voters[m.Name] = true
+		}
+	}
+	members := map[string]map[string][]byte{}
+	for _, m := range hosts {
+		spec, err := certs.SpecFromConfig(data.Config(), m.Name)
+		if err != nil {
+			return nil, err
+		}
+		files, err := certs.IssueEtcdMemberHandover(ca, spec, m.Name)
+		if err != nil {
+			return nil, fmt.Errorf("etcd member certificates for %s: %w", m.Name, err)
+		}
+		members[m.Name] = files
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if voters[m.Name] {
+			// A voting member needs no membership change (a new hand-over renews
+			// its certificates): no join credential, and none left over.
+			err = etcd.DeleteUser(uctx, ecli, etcd.JoinUser(m.Name))
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// The one-join credential expires with the hand-over; the join deletes its
+		// user as soon as the member is a voter.
+		err = etcd.EnsureJoinUser(uctx, ecli, m.Name)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("etcd one-join user for %s: %w", m.Name, err)
+		}
+		crt, key, err := etcd.IssueClient(ca, etcd.JoinUser(m.Name), clusterinfo.CertsTTL)
+		if err != nil {
+			return nil, err
+		}
+		files[clusterinfo.EtcdJoinCertFile], files[clusterinfo.EtcdJoinKeyFile] = crt, key
+	}
+	return members, nil
 }
 
 func contains(s []string, v string) bool {
