@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/component"
 )
@@ -77,39 +79,23 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	pool := x509.NewCertPool()
-	if len(o.CACert) > 0 && !pool.AppendCertsFromPEM(o.CACert) {
-		return WaitResult{}, errors.New("wait: the CA certificate is not PEM")
-	}
-	var probes []*probe
-	for _, c := range o.Components {
-		tr := o.Transport
-		if tr == nil {
-			// The controller-manager and scheduler serve a self-signed certificate
-			// they generate in memory; there is nothing to verify it against, and
-			// /healthz is only read, never trusted with a credential.
-			tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-			if !c.HealthCA {
-				tlsCfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // see above
-			}
-			tr = &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true, Proxy: nil}
-		}
-		probes = append(probes, &probe{c: c, client: &http.Client{Transport: tr, Timeout: 3 * time.Second}})
+	probes, err := newProbes(o)
+	if err != nil {
+		return WaitResult{}, err
 	}
 
 	start := time.Now()
 	res := WaitResult{Ready: map[string]time.Duration{}}
-	deadline := time.NewTimer(o.Timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
 	lastProgress := start
-	for {
+	var crashed error
+	err = wait.PollUntilContextTimeout(ctx, o.Interval, o.Timeout, true, func(pctx context.Context) (bool, error) {
 		pending := 0
 		for _, p := range probes {
 			if p.ready {
 				continue
 			}
+			// The parent context: the probe has its own timeout, and its last
+			// error must be what the endpoint said, not the wait's deadline.
 			if err := p.check(ctx); err == nil {
 				p.ready = true
 				res.Ready[p.c.Name] = time.Since(start)
@@ -119,13 +105,13 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 				p.lastErr = err
 			}
 			pending++
-			if err := p.watchUnit(ctx, o.Host, o.CrashLimit, o.DownGrace); err != nil {
-				return res, fmt.Errorf("%w%s", err, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25))
+			if err := p.watchUnit(pctx, o.Host, o.CrashLimit, o.DownGrace); err != nil {
+				crashed = fmt.Errorf("%w%s", err, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25))
+				return false, crashed
 			}
 		}
 		if pending == 0 {
-			res.Total = time.Since(start)
-			return res, nil
+			return true, nil
 		}
 		if time.Since(lastProgress) >= o.Progress {
 			lastProgress = time.Now()
@@ -137,22 +123,49 @@ func Wait(ctx context.Context, o WaitOptions) (WaitResult, error) {
 			}
 			o.Logf("still waiting after %s for %s", round(time.Since(start)), strings.Join(waiting, ", "))
 		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-deadline.C:
-			var errs []error
-			for _, p := range probes {
-				if !p.ready {
-					errs = append(errs, fmt.Errorf("%s did not get healthy within %s: %s: %v%s",
-						p.c.Name, o.Timeout, p.c.HealthURL, p.lastErr, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25)))
-				}
-			}
-			res.Total = time.Since(start)
-			return res, errors.Join(errs...)
-		case <-tick.C:
+		return false, nil
+	})
+	res.Total = time.Since(start)
+	switch {
+	case err == nil:
+		return res, nil
+	case crashed != nil:
+		return res, crashed
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	}
+	var errs []error
+	for _, p := range probes {
+		if !p.ready {
+			errs = append(errs, fmt.Errorf("%s did not get healthy within %s: %s: %v%s",
+				p.c.Name, o.Timeout, p.c.HealthURL, p.lastErr, component.JournalTail(ctx, o.Host, p.c.UnitName(), 25)))
 		}
 	}
+	return res, errors.Join(errs...)
+}
+
+// newProbes makes one health probe per component. The apiserver's is
+// verified against the cluster CA; the controller-manager and scheduler serve
+// a self-signed certificate they generate in memory, with nothing to verify it
+// against, and /healthz is only read, never trusted with a credential.
+func newProbes(o WaitOptions) ([]*probe, error) {
+	pool := x509.NewCertPool()
+	if len(o.CACert) > 0 && !pool.AppendCertsFromPEM(o.CACert) {
+		return nil, errors.New("wait: the CA certificate is not PEM")
+	}
+	var probes []*probe
+	for _, c := range o.Components {
+		tr := o.Transport
+		if tr == nil {
+			tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			if !c.HealthCA {
+				tlsCfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // see above
+			}
+			tr = &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true, Proxy: nil}
+		}
+		probes = append(probes, &probe{c: c, client: &http.Client{Transport: tr, Timeout: 3 * time.Second}})
+	}
+	return probes, nil
 }
 
 func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
