@@ -172,7 +172,9 @@ func (o Options) ServiceAccountIssuer() string {
 
 // APIServerComponent is kube-apiserver. encryptionConfig is the content of the
 // EncryptionConfiguration to use (see EnsureEncryptionConfig); it is only
-// written when the configuration does not bring its own.
+// written when the configuration does not bring its own. It is long because
+// it is the apiserver's whole flag table, one flag a line, in kubeadm's order:
+// splitting it would scatter what an operator compares against kubeadm.
 func (o Options) APIServerComponent(encryptionConfig []byte) (Component, error) {
 	if err := o.check(); err != nil {
 		return Component{}, err

@@ -171,7 +171,9 @@ func (o Options) Check() (bootstraptoken.Token, []string, error) {
 	return t, hashes, nil
 }
 
-// Discover runs the four steps in the package comment.
+// Discover runs the four steps in the package comment, in one function so the
+// order of trust reads top to bottom: nothing the server sends is used before
+// the step that verifies it.
 func Discover(ctx context.Context, o Options) (*Result, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout

@@ -41,7 +41,9 @@ type BootstrapOptions struct {
 // and its key stays there: the other hosts receive the CA certificate and their
 // own server, peer and health-check certificates, issued in memory. All members
 // are started together (each waits for a quorum of the others) and the call
-// returns once all of them are healthy voters under one leader. Members that
+// returns once all of them are healthy voters under one leader. (Long: the
+// certificates, files and status are their own functions; what stays is the
+// order of the steps across all hosts, which is the point of the function.) Members that
 // already have data keep their cluster, so a rerun on a running cluster changes
 // nothing.
 func Bootstrap(ctx context.Context, o BootstrapOptions) (Result, error) {

@@ -550,7 +550,10 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 
 // leave removes this host's member from the cluster's member list. With Force, a
 // failed safety check is only a warning and the removal is still tried, except
-// for the last voting member, which etcd cannot remove.
+// for the last voting member, which etcd cannot remove. It is long because it
+// must first find the cluster three ways (the member's own config, the cluster
+// configuration, its peers' client ports), each the only one left after a
+// different earlier failure, before it can ask anything.
 func (o *ResetOptions) leave(ctx context.Context, cur []byte) error {
 	h := o.Host
 	vals, _ := configValues(cur)

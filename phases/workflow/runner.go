@@ -335,7 +335,8 @@ func (r *Runner) context(data RunData) context.Context {
 }
 
 // runNode runs n and its children and reports how n ended (empty when n was not
-// part of this run at all).
+// part of this run at all). Its length is the outcome table of one phase
+// (skipped, unchanged, changed, failed, dry run) in one place.
 func (r *Runner) runNode(n *node, x *execution) (Status, error) {
 	if !x.selected[n] && !x.onPath[n] {
 		return "", nil

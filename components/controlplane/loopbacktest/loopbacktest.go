@@ -124,7 +124,9 @@ type Cluster struct {
 
 // Run starts etcd and the three control-plane daemons with the
 // generated flags plus extra (per component name, merged over the
-// configuration's extraArgs), and waits until all are healthy.
+// configuration's extraArgs), and waits until all are healthy. One function,
+// top to bottom in start order (PKI, etcd, apiserver, the other two), because
+// each step reads the files the one before it wrote.
 func Run(t *testing.T, ctx context.Context, extra map[string]map[string]string) *Cluster {
 	t.Helper()
 	bin := BundleBin(t, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
