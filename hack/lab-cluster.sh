@@ -31,5 +31,13 @@ SSH="ssh -F $DIR/ssh_config -o BatchMode=yes"
 step "kubeforge apply -f $DIR/cluster.yaml --fix"
 $BIN apply -f "$DIR/cluster.yaml" --known-hosts "$DIR/known_hosts" --fix --run-dir "$DIR/apply"
 step "cluster"
-$SSH master01 'kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide; kubeforge etcd status'
+$SSH master01 'kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide'
+step "kubeforge status -f $DIR/cluster.yaml"
+# Right after apply the overlay's first sync may still be on its way: the
+# cluster gets a minute to report every host healthy, then the last report stands.
+for _ in $(seq 30); do
+  $BIN status -f "$DIR/cluster.yaml" --known-hosts "$DIR/known_hosts" >/dev/null 2>&1 && break
+  sleep 2
+done
+$BIN status -f "$DIR/cluster.yaml" --known-hosts "$DIR/known_hosts"
 echo "kubectl: ssh -F $DIR/ssh_config master01 kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -A"

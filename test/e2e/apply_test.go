@@ -154,6 +154,42 @@ func TestApply(t *testing.T) {
 		}
 	})
 
+	t.Run("status -f shows every host, and a stopped unit by name", func(t *testing.T) {
+		status := func() (string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, kubeforgeBin, "status", "-f", p.ClusterConfig, "--known-hosts", p.KnownHosts).CombinedOutput()
+			return string(out), err
+		}
+		// Right after apply a scheduled run or the overlay's first sync may
+		// still be on its way: healthy within a minute.
+		var out string
+		err := wait.PollUntilContextTimeout(context.Background(), 2*time.Second, time.Minute, true, func(context.Context) (bool, error) {
+			var err error
+			out, err = status()
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("status -f of the fresh cluster never showed it healthy within a minute:\n%s", out)
+		}
+		for _, h := range []string{"master01", "node01", "node02"} {
+			if !regexp.MustCompile(`(?m)^` + h + `\s.*\s\d+/\d+ ok\s+\d+d\s+3/3 healthy\s+Ready\s+2\s+0$`).MatchString(out) {
+				t.Errorf("no healthy row for %s (3/3 etcd, Ready, 2 overlay peers, 0 problems):\n%s", h, out)
+			}
+		}
+		t.Logf("status -f:\n%s", out)
+		l.must("node02", "systemctl stop kube-proxy.service")
+		defer l.must("node02", "systemctl start kube-proxy.service")
+		out, err = status()
+		if err == nil || !strings.Contains(out, "node02: kube-proxy.service: inactive/dead, want active") {
+			t.Errorf("status -f with kube-proxy stopped on node02: err %v, want a failure naming it:\n%s", err, out)
+		}
+		// On the host itself, a joined host with no configuration of its own.
+		if out, err := l.ssh("node01", "kubeforge status", nil); err != nil || !strings.Contains(out, "problems: none") {
+			t.Errorf("kubeforge status on node01: %v\n%s", err, out)
+		}
+	})
+
 	// Killed at a step boundary, as a lost terminal or a Ctrl-C would: the next
 	// apply converges. Each kill lands when apply announces a step.
 	resetAll := func() {
