@@ -2,9 +2,8 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler from the bundle,
 // with exactly the flags and files the units get, as plain processes on
 // 127.0.0.1. Tests and benchmarks of several packages (controlplane, the CSR
-// approver, the overlay ...)
-// need the real API server's behaviour (watches, resource versions,
-// admission) that no fake has.
+// approver, the overlay ...) need the real API server's behaviour (watches,
+// resource versions, admission) that no fake has.
 package loopbacktest
 
 import (
