@@ -1,9 +1,9 @@
 // Package loopbacktest runs a real control plane for tests: etcd,
 // kube-apiserver, kube-controller-manager and kube-scheduler from the bundle,
 // with exactly the flags and files the units get, as plain processes on
-// 127.0.0.1. Tests of several packages (controlplane, the CSR approver ...)
-// need the real API server's behaviour (watches, resource versions,
-// admission) that no fake has.
+// 127.0.0.1. Tests and benchmarks of several packages (controlplane, the CSR
+// approver, the overlay ...) need the real API server's behaviour (watches,
+// resource versions, admission) that no fake has.
 package loopbacktest
 
 import (
@@ -32,7 +32,7 @@ const Advertise = "192.0.2.10"
 
 // BundleBin returns the bundle's bin/ directory, skipping the test when one of
 // names is missing (or under -short).
-func BundleBin(t *testing.T, names ...string) string {
+func BundleBin(t testing.TB, names ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts real control-plane daemons")
@@ -52,7 +52,7 @@ func BundleBin(t *testing.T, names ...string) string {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t *testing.T) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ type Daemon struct {
 }
 
 // Start runs bin with args until the test ends (SIGTERM, then SIGKILL after 20s).
-func Start(t *testing.T, logDir, bin string, args ...string) *Daemon {
+func Start(t testing.TB, logDir, bin string, args ...string) *Daemon {
 	t.Helper()
 	name := filepath.Base(bin)
 	logPath := filepath.Join(logDir, name+".log")
@@ -127,7 +127,7 @@ type Cluster struct {
 // configuration's extraArgs), and waits until all are healthy. One function,
 // top to bottom in start order (PKI, etcd, apiserver, the other two), because
 // each step reads the files the one before it wrote.
-func Run(t *testing.T, ctx context.Context, extra map[string]map[string]string) *Cluster {
+func Run(t testing.TB, ctx context.Context, extra map[string]map[string]string) *Cluster {
 	t.Helper()
 	bin := BundleBin(t, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 	root := t.TempDir()
