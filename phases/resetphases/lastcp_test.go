@@ -30,7 +30,7 @@ func TestCheckNotLastControlPlane(t *testing.T) {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-			"metadata": map[string]any{"name": "kubernetes", "namespace": "default"},
+			"metadata":  map[string]any{"name": "kubernetes", "namespace": "default"},
 			"endpoints": []any{map[string]any{"addresses": *addrs.Load()}}})
 	}))
 	defer srv.Close()
