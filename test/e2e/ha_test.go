@@ -173,7 +173,7 @@ func TestHA(t *testing.T) {
 		t.Fatalf("join master02 --control-plane: %v\n%s\n--- master02 journal ---\n%s\n%s", err, out, j, l.controlPlaneJournals())
 	}
 	t.Logf("join master02 --control-plane took %s:\n%s", time.Since(start).Round(10*time.Millisecond), out)
-	for _, want := range []string{"[control-plane-certs]", "[control-plane] done", "[wait-control-plane] done", "[mark-control-plane] done", "[wait-node] done"} {
+	for _, want := range []string{"[control-plane-certs/apiserver] done", "[kubeconfig/admin] done", "[control-plane/apiserver] done", "[wait-control-plane] done", "[mark-control-plane] done", "[wait-node] done"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("join master02 output lacks %q", want)
 		}
