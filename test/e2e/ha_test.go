@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/lab"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/images"
@@ -107,6 +108,23 @@ func TestHA(t *testing.T) {
 	// master02 is the seed plan's time server: its preflight --fix makes it
 	// serve before the others' point at it.
 	l.prepare("master02", "master01", "node01", "node02")
+	// The lab's configuration makes the first control-plane host by address
+	// (master02, .150) the endpoint; init runs on master01, so it is the
+	// endpoint (as in the seed plan), and master02 joins.
+	cfg, err := config.Load(s.Paths().ClusterConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Spec.ControlPlaneEndpoint = net.JoinHostPort(l.addr["master01"], "6443")
+	y, err := config.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if out, err := l.ssh(h, "cat > /root/kf/cluster.yaml", y); err != nil {
+			t.Fatalf("%s: %v\n%s", h, err, out)
+		}
+	}
 
 	start := time.Now()
 	initOut, err := l.ssh("master01", "kubeforge init --config /root/kf/cluster.yaml --node-name master01", nil)
