@@ -217,6 +217,10 @@ func (s Spec) etcdHost(name string) (Host, bool) {
 }
 
 // localAPIServerURL is the apiserver on this node (kubeadm's LocalAPIEndpoint).
+// LocalAPIServerURL is this node's own apiserver (its advertise address), which
+// the controller-manager, the scheduler and a control-plane host's kubelet use.
+func (s Spec) LocalAPIServerURL() string { return s.localAPIServerURL() }
+
 func (s Spec) localAPIServerURL() string {
 	return "https://" + net.JoinHostPort(s.AdvertiseAddress, strconv.Itoa(s.APIServerPort))
 }

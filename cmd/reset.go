@@ -52,7 +52,7 @@ func newResetCmd() *cobra.Command {
 		},
 	}
 	flags.AddFlags(c.PersistentFlags())
-	c.PersistentFlags().BoolVarP(&force, "force", "f", false, "Reset without asking for confirmation")
+	c.PersistentFlags().BoolVarP(&force, "force", "f", false, "Reset without asking for confirmation, also the cluster's last control-plane host")
 	c.Flags().BoolVar(&all, "all", false, "Reset every host of --config over SSH, in parallel (the inverse of 'kubeforge apply')")
 	ssh.addFlags(c.Flags())
 	runner.SetDataInitializer(nodeData(&flags, false, func(c *cobra.Command, n *rundata.Node) error {
@@ -64,6 +64,11 @@ func newResetCmd() *cobra.Command {
 		// A dry run removes nothing, so there is nothing to confirm.
 		if force || n.DryRun() {
 			return nil
+		}
+		// The last control-plane host takes the cluster's API with it: only
+		// with --force.
+		if err := resetphases.CheckNotLastControlPlane(n.Context(), n.Host(), n.KubeconfigDir()); err != nil {
+			return err
 		}
 		return resetphases.Confirm(c.InOrStdin(), c.OutOrStdout(), n.NodeName())
 	}))

@@ -76,7 +76,7 @@ func (j JoinCommand) Text() string {
 	b.WriteString("To administer the cluster from this host:\n\n  export KUBECONFIG=/etc/kubernetes/admin.conf\n\n")
 	b.WriteString("Join worker nodes by running on each as root:\n\n  " + j.Worker() + "\n\n")
 	b.WriteString("Join a worker that also runs an etcd member:\n\n  " + j.WorkerEtcd() + "\n\n")
-	b.WriteString("Join another control-plane host (HA; not supported by this version of join yet):\n\n  " + j.ControlPlane() + "\n\n")
+	b.WriteString("Join another control-plane host (high availability; its etcd member, if any, with --etcd as well):\n\n  " + j.ControlPlane() + "\n\n")
 	if j.EtcdCertificateKey != "" {
 		b.WriteString("The etcd host's certificate key decrypts only etcd member certificates (kube-system/kubeforge-etcd-members);\n" +
 			"an etcd member host never receives a CA key.\n")

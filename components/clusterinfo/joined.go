@@ -162,6 +162,72 @@ func RecordJoinedHost(ctx context.Context, c kubernetes.Interface, cfg *config.C
 	return true, nil
 }
 
+// RecordJoinedControlPlane records name, a control-plane host at address that
+// joined without being in the hosts table, with roles (control-plane, and etcd
+// when it runs a member). It is written by the joining host itself with its
+// admin credential, before its kubelet registers the Node, so the approver
+// (which records Nodes as workers) finds the name taken and leaves it alone.
+// An entry of the same name and address is given the roles (a worker that is
+// joined again as a control-plane host); a name or address another host has is
+// refused. It reports whether it wrote.
+func RecordJoinedControlPlane(ctx context.Context, c kubernetes.Interface, cfg *config.Cluster, name, address string, roles []config.Role, now time.Time) (bool, error) {
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return false, fmt.Errorf("%w: node name %q: %v", ErrJoinedConflict, name, msgs)
+	}
+	if _, err := netip.ParseAddr(address); err != nil {
+		return false, fmt.Errorf("%w: node %s: address %q: %v", ErrJoinedConflict, name, address, err)
+	}
+	if !slices.Contains(roles, config.RoleControlPlane) {
+		return false, fmt.Errorf("%w: node %s: roles %v lack %s", ErrJoinedConflict, name, roles, config.RoleControlPlane)
+	}
+	if _, ok := cfg.Host(name); ok {
+		return false, nil // the hosts table lists it: the table wins
+	}
+	var wrote bool
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wrote = false
+		cm, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, JoinedHostsConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading kube-system/%s: %w", JoinedHostsConfigMapName, err)
+		}
+		joined := decodeJoined(cm)
+		var others []config.Host
+		for _, j := range joined {
+			if j.Name == name {
+				if j.Address != address {
+					return fmt.Errorf("%w: node %s at %s: kube-system/%s records it at %s", ErrJoinedConflict, name, address, JoinedHostsConfigMapName, j.Address)
+				}
+				if slices.Equal(j.Roles, roles) {
+					return nil
+				}
+				continue
+			}
+			others = append(others, j)
+		}
+		if why := conflict(MergeJoinedHosts(cfg, others), name, address); why != "" {
+			return fmt.Errorf("%w: node %s at %s: %s", ErrJoinedConflict, name, address, why)
+		}
+		v, err := json.Marshal(JoinedHost{Address: address, Roles: slices.Clone(roles), Joined: now.UTC().Truncate(time.Second)})
+		if err != nil {
+			return err
+		}
+		cm = cm.DeepCopy()
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[name] = string(v)
+		if _, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err // read again and retried
+			}
+			return fmt.Errorf("recording %s in kube-system/%s: %w", name, JoinedHostsConfigMapName, err)
+		}
+		wrote = true
+		return nil
+	})
+	return wrote, err
+}
+
 // ForgetJoinedHost removes name's entry; it reports whether there was one. A
 // concurrent change of the ConfigMap (the approver forgetting the same deleted
 // Node) is read again and retried.

@@ -3,6 +3,7 @@ package clusterinfo
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,5 +95,64 @@ func TestJoinedHosts(t *testing.T) {
 	}
 	if hosts, _ := JoinedHosts(ctx, c); len(hosts) != 1 {
 		t.Errorf("upload-config rerun changed the record: %+v", hosts)
+	}
+}
+
+// TestRecordJoinedControlPlane: a control-plane host the table does not list
+// is recorded with its roles, once; a worker entry of the same name and
+// address becomes a control-plane one; a listed host, a taken address and roles
+// without control-plane are not recorded; the download merges it as a
+// control-plane host.
+func TestRecordJoinedControlPlane(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	cfg := config.Default()
+	if _, err := UploadConfig(ctx, c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 4, 15, 0, 0, 0, time.UTC)
+	cp := []config.Role{config.RoleControlPlane}
+	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, "master03", "192.168.161.149", cp, now); err != nil || !ok {
+		t.Fatalf("record master03: %v %v", ok, err)
+	}
+	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, "master03", "192.168.161.149", cp, now); err != nil || ok {
+		t.Errorf("recording it again: %v %v", ok, err)
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "master03", "192.168.161.149", now); err != nil || ok {
+		t.Errorf("the approver recorded master03 as a worker: %v %v", ok, err)
+	}
+	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, cfg.Spec.Hosts[0].Name, "192.168.161.148", cp, now); err != nil || ok {
+		t.Errorf("a listed host was recorded: %v %v", ok, err)
+	}
+	for _, tc := range []struct {
+		name, addr string
+		roles      []config.Role
+	}{
+		{"master04", cfg.Spec.Hosts[1].Address, cp},
+		{"master04", "192.168.161.149", cp}, // master03's
+		{"master03", "192.168.161.147", cp}, // master03 elsewhere
+		{"master04", "192.168.161.147", []config.Role{config.RoleWorker}},
+	} {
+		if ok, err := RecordJoinedControlPlane(ctx, c, cfg, tc.name, tc.addr, tc.roles, now); !errors.Is(err, ErrJoinedConflict) || ok {
+			t.Errorf("record %s at %s %v: %v %v, want ErrJoinedConflict", tc.name, tc.addr, tc.roles, ok, err)
+		}
+	}
+	// A worker the approver recorded, joined again as a control-plane host.
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node05", "192.168.161.165", now); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	both := []config.Role{config.RoleControlPlane, config.RoleEtcd}
+	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, "node05", "192.168.161.165", both, now); err != nil || !ok {
+		t.Fatalf("promote node05: %v %v", ok, err)
+	}
+	got, err := DownloadConfig(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]config.Role{"master03": cp, "node05": both} {
+		h, ok := got.Host(name)
+		if !ok || !slices.Equal(h.Roles, want) {
+			t.Errorf("%s merged as %+v, want roles %v", name, h, want)
+		}
 	}
 }

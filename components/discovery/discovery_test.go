@@ -52,6 +52,8 @@ type apiserver struct {
 	// hang until the client gives up (a loaded apiserver at the deadline).
 	hangAfter atomic.Int32
 	infoReads atomic.Int32
+	// noUpload: kubeforge-certs is gone (its two hours are over).
+	noUpload atomic.Bool
 }
 
 func status(w http.ResponseWriter, code int, reason string) {
@@ -123,6 +125,10 @@ func newAPIServer(t *testing.T) *apiserver {
 		case "/api/v1/namespaces/kube-system/secrets/kubeforge-certs":
 			if !authed {
 				status(w, 401, "Unauthorized")
+				return
+			}
+			if a.noUpload.Load() {
+				status(w, 404, "NotFound")
 				return
 			}
 			json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "Secret",
@@ -208,6 +214,39 @@ func TestDiscoverFailures(t *testing.T) {
 		if strings.Contains(err.Error(), tokenSecret) {
 			t.Errorf("%s: the token secret is in the error", tc.what)
 		}
+	}
+}
+
+// TestDiscoverControlPlaneBadInput: the three ways a control-plane join's
+// hand-over input is wrong each have their own error, and discovery (which
+// only reads) is where they fail: an endpoint whose CA is not the pinned one
+// (another cluster, or an impostor), a certificate key of another upload, and
+// an upload that has expired (the Secret deleted after two hours), whose error
+// says how to get a new one.
+func TestDiscoverControlPlaneBadInput(t *testing.T) {
+	a := newAPIServer(t)
+	ctx := context.Background()
+	other, _ := certs.NewCA("kubernetes", certs.ECDSAP256, time.Hour, time.Now())
+	otherCert, _ := certs.ParseCertPEM(other.CertPEM)
+	base := Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, CertificateKey: certKey, Timeout: 5 * time.Second}
+	if res, err := Discover(ctx, base); err != nil || res.Certs["etcd/ca.key"] == nil {
+		t.Fatalf("good input: %v", err)
+	}
+	wrongPin := base
+	wrongPin.CAHashes = []string{certs.CAHash(otherCert)}
+	if _, err := Discover(ctx, wrongPin); !errors.Is(err, ErrCAHashMismatch) {
+		t.Errorf("wrong CA pin: %v", err)
+	}
+	wrongKey := base
+	wrongKey.CertificateKey = strings.Repeat("ab", 32)
+	if _, err := Discover(ctx, wrongKey); !errors.Is(err, ErrCertificateKey) || !strings.Contains(err.Error(), "upload-certs") {
+		t.Errorf("wrong certificate key: %v", err)
+	}
+	a.noUpload.Store(true)
+	_, err := Discover(ctx, base)
+	if !errors.Is(err, ErrNoCertsUploaded) || errors.Is(err, ErrCertificateKey) || !strings.Contains(err.Error(), "expired") ||
+		!strings.Contains(err.Error(), "kubeforge init phase upload-certs") {
+		t.Errorf("expired upload: %v", err)
 	}
 }
 

@@ -84,13 +84,6 @@ type Data struct {
 // NewData wraps n. Flags missing a value take it from the environment.
 func NewData(n *rundata.Node, f Flags) (*Data, error) {
 	f.Token, f.CertificateKey = TakeSecrets(f.Token, f.CertificateKey)
-	if f.ControlPlane {
-		// The hand-over is in place (upload-certs carries every shared key and the
-		// encryption config), but the join phases that start a second apiserver,
-		// controller-manager and scheduler are not: refuse rather than leave a host
-		// that holds the CA keys and runs no control plane.
-		return nil, fmt.Errorf("%w: --control-plane: joining a second control-plane host is not supported yet; join it as a worker (and --etcd) for now", discovery.ErrBadInput)
-	}
 	if (f.Etcd || f.ControlPlane) && f.CertificateKey == "" {
 		return nil, fmt.Errorf("%w: --etcd and --control-plane need --certificate-key (or $%s): the certificates they need are uploaded encrypted with it",
 			discovery.ErrBadInput, CertificateKeyEnv)

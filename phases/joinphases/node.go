@@ -13,6 +13,9 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/clusterinfo"
+	"github.com/kubeforge/kubeforge/components/component"
+	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
 	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/components/kubelet"
@@ -253,7 +256,8 @@ member the etcd CA certificate and this member's server, peer, health-check and
 overlay client certificates, issued for it on the control plane and decrypted
 from kube-system/kubeforge-etcd-members with the etcd certificate key (no CA
 key: the member cannot issue certificates); on a control-plane host every shared
-CA and key. Keys are 0600. A member certificate pair already on the host is kept.
+CA and key and the encryption configuration of Secrets at rest (its own
+certificates are issued by the control-plane-certs phase). Keys are 0600. A member certificate pair already on the host is kept.
 A file that exists with other content is an error naming it: the host belongs to
 another cluster.`,
 		Run: func(d workflow.RunData) error {
@@ -272,12 +276,27 @@ another cluster.`,
 			files["ca.crt"] = res.CAPEM
 			ctx, h := data.Context(), data.Host()
 			var replace map[string][]byte
+			var fresh []string
 			if data.Node().HasRole(config.RoleControlPlane) {
 				files["ca.crt"] = res.Certs["ca.crt"]
+				// Secrets at rest are encrypted with the cluster's one key: this
+				// apiserver must use the uploaded configuration, never a new one
+				// of its own (the control-plane phase would generate one).
+				enc, ok := res.Certs[clusterinfo.EncryptionConfigKey]
+				if !ok {
+					return fmt.Errorf("the uploaded certificates lack %s, which a control-plane host needs: run `kubeforge init phase upload-certs --config <cluster configuration>` on the first control-plane host", clusterinfo.EncryptionConfigKey)
+				}
+				p := controlplane.Options{KubeconfigDir: data.KubeconfigDir()}.EncryptionConfigPath()
+				wrote, err := component.WriteIfChanged(ctx, h, p, enc, 0o600, true)
+				if err != nil {
+					return err
+				}
+				if wrote {
+					fresh = append(fresh, p)
+				}
 			} else if replace, err = keepExistingPairs(ctx, h, data.CertDir(), files); err != nil {
 				return err
 			}
-			var fresh []string
 			for rel := range files {
 				if _, err := h.Stat(ctx, path.Join(data.CertDir(), rel)); err != nil {
 					fresh = append(fresh, rel)

@@ -41,7 +41,8 @@ func TestNewDataRefusesBadInputOffline(t *testing.T) {
 		want string
 	}{
 		{func(f *Flags) { f.Etcd = true }, "--certificate-key"},
-		{func(f *Flags) { f.ControlPlane = true }, "not supported yet"},
+		{func(f *Flags) { f.ControlPlane = true }, "--certificate-key"},
+		{func(f *Flags) { f.ControlPlane, f.CertificateKey = true, "zz" }, "--certificate-key must be"},
 		{func(f *Flags) { f.Endpoint = "" }, "endpoint"},
 		{func(f *Flags) { f.Endpoint = "nohost" }, "host:port"},
 		{func(f *Flags) { f.CAHashes = []string{"sha256:xyz"} }, "64 hex digits"},
@@ -55,6 +56,13 @@ func TestNewDataRefusesBadInputOffline(t *testing.T) {
 		if !errors.Is(err, discovery.ErrBadInput) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want a bad-input error about %q", f, err, tc.want)
 		}
+	}
+	// A control-plane join with its key is accepted (the key is checked by
+	// discovery, against the upload).
+	cp := good
+	cp.ControlPlane, cp.CertificateKey = true, strings.Repeat("cd", 32)
+	if _, err := NewData(testNode(t), cp); err != nil {
+		t.Errorf("control-plane join: %v", err)
 	}
 	// The environment supplies what the flags leave out.
 	t.Setenv(TokenEnv, "abcdef.0123456789abcdef")

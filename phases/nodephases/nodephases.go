@@ -135,6 +135,22 @@ func taints(n *config.Host) []string {
 	return nil
 }
 
+// joinServer is the API server a joining host's kubelet and kube-proxy use:
+// the one discovery found (the control-plane endpoint), except on a
+// control-plane host, whose node components talk to its own apiserver (as
+// kubeadm's ControlPlaneKubeletLocalMode): they keep working while another
+// control-plane host, or the endpoint's, is down.
+func joinServer(data rundata.Data, discovered string) (string, error) {
+	if !data.Node().HasRole(config.RoleControlPlane) {
+		return discovered, nil
+	}
+	spec, err := certs.SpecFromConfig(data.Config(), data.Node().Name)
+	if err != nil {
+		return "", err
+	}
+	return spec.LocalAPIServerURL(), nil
+}
+
 // KubeletPhase installs and starts the kubelet (TLS bootstrap on a joining host).
 func KubeletPhase() workflow.Phase {
 	return workflow.Phase{
@@ -159,7 +175,11 @@ kubelet holds its client certificate.`,
 				if err != nil {
 					return err
 				}
-				o.Bootstrap = &kubelet.Bootstrap{Server: res.Server, CAPEM: res.CAPEM, Token: res.Token.String()}
+				server, err := joinServer(data, res.Server)
+				if err != nil {
+					return err
+				}
+				o.Bootstrap = &kubelet.Bootstrap{Server: server, CAPEM: res.CAPEM, Token: res.Token.String()}
 			}
 			res, err := kubelet.Ensure(data.Context(), o)
 			if err != nil {
@@ -192,7 +212,11 @@ kube-proxy has programmed its service rules.`,
 				if err != nil {
 					return err
 				}
-				creds = &lazyCSR{data: data, server: res.Server, caPEM: res.CAPEM}
+				server, err := joinServer(data, res.Server)
+				if err != nil {
+					return err
+				}
+				creds = &lazyCSR{data: data, server: server, caPEM: res.CAPEM}
 			} else {
 				spec, err := certs.SpecFromConfig(data.Config(), data.Node().Name)
 				if err != nil {
