@@ -180,15 +180,17 @@ func (r nodeRemoval) run(ctx context.Context, out io.Writer, name string) error 
 		fmt.Fprintf(out, "[node] released %s\n", l)
 	}
 	removed = append(removed, leases...)
-	// The record before the Node: the approver also drops the entry of a
-	// deleted Node, and would otherwise race this report.
-	forgot, err := clusterinfo.ForgetJoinedHost(ctx, r.Kube, name)
+	// The Node before its entry in the record. The approver records a Node
+	// the hosts table does not list, and its informer may still show the Node
+	// for a moment after the deletion; dropping the entry first would let it
+	// write the entry back. Recording checks the live Node after reading the
+	// record (clusterinfo.RecordJoinedHost), so once the Node is gone a
+	// dropped entry stays dropped. The approver also drops a deleted Node's
+	// entry: whether this command or the approver got there first, the report
+	// says the entry that was there is gone.
+	recorded, err := joinedEntry(ctx, r.Kube, name)
 	if err != nil {
 		return err
-	}
-	if forgot {
-		fmt.Fprintf(out, "[node] removed %s from kube-system/%s\n", name, clusterinfo.JoinedHostsConfigMapName)
-		removed = append(removed, "its entry in kube-system/"+clusterinfo.JoinedHostsConfigMapName)
 	}
 	if node != nil {
 		uid := node.UID
@@ -201,6 +203,14 @@ func (r nodeRemoval) run(ctx context.Context, out io.Writer, name string) error 
 	} else {
 		fmt.Fprintf(out, "[node] no Node %s\n", name)
 	}
+	forgot, err := clusterinfo.ForgetJoinedHost(ctx, r.Kube, name)
+	if err != nil {
+		return err
+	}
+	if forgot || recorded {
+		fmt.Fprintf(out, "[node] removed %s from kube-system/%s\n", name, clusterinfo.JoinedHostsConfigMapName)
+		removed = append(removed, "its entry in kube-system/"+clusterinfo.JoinedHostsConfigMapName)
+	}
 	if len(removed) == 0 {
 		fmt.Fprintf(out, "[node] nothing of %s was left to remove\n", name)
 	} else {
@@ -211,6 +221,20 @@ func (r nodeRemoval) run(ctx context.Context, out io.Writer, name string) error 
 			name, clusterinfo.ConfigMapName)
 	}
 	return nil
+}
+
+// joinedEntry reports whether the record of joined hosts has an entry for name.
+func joinedEntry(ctx context.Context, c kubernetes.Interface, name string) (bool, error) {
+	joined, err := clusterinfo.JoinedHosts(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	for _, j := range joined {
+		if j.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // inHostsTable reports whether name is in the operator's hosts table (not only

@@ -12,7 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/components/clusterinfo"
@@ -52,7 +55,7 @@ func (f *fakeEtcd) ForgetOverlay(_ context.Context, name string) ([]string, erro
 }
 
 func testNodeObj(name string, ready corev1.ConditionStatus) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid-" + "name"},
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)},
 		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, LastHeartbeatTime: metav1.NewTime(time.Unix(1800000000, 0))}}}}
 }
 
@@ -65,7 +68,7 @@ func TestNodeRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, addr := range map[string]string{"node03": "192.168.161.160", "node04": "192.168.161.161"} {
-		if _, err := clusterinfo.RecordJoinedHost(ctx, c, cfg, name, addr, time.Now()); err != nil {
+		if _, err := clusterinfo.RecordJoinedHost(ctx, c, cfg, name, addr, types.UID("uid-"+name), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,5 +137,54 @@ func TestNodeRemove(t *testing.T) {
 	out.Reset()
 	if err := r.run(ctx, &out, "node02"); err != nil || !strings.Contains(out.String(), "nothing of node02 was left") {
 		t.Errorf("rerun: %v\n%s", err, out.String())
+	}
+}
+
+// TestNodeRemoveDeletesTheNodeBeforeItsEntry: the Node goes first, then its
+// entry in the record (an approver acting on a stale view of the Node cannot
+// write back an entry dropped before the Node was gone), and when the
+// approver drops the entry of the deleted Node first, the report still says
+// the entry is gone.
+func TestNodeRemoveDeletesTheNodeBeforeItsEntry(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset(testNodeObj("node04", corev1.ConditionUnknown))
+	cfg := config.Default()
+	if _, err := clusterinfo.UploadConfig(ctx, c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := clusterinfo.RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", types.UID("uid-node04"), time.Now()); err != nil || !ok {
+		t.Fatalf("record node04: %v %v", ok, err)
+	}
+	var order []string
+	c.PrependReactor("delete", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		// The approver sees the deletion and drops the entry at once (through
+		// the tracker: the fake client is locked inside a reactor).
+		obj, err := c.Tracker().Get(corev1.SchemeGroupVersion.WithResource("configmaps"), "kube-system", clusterinfo.JoinedHostsConfigMapName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := obj.(*corev1.ConfigMap).DeepCopy()
+		if _, ok := cm.Data["node04"]; ok {
+			order = append(order, "Node deleted while the entry is there")
+		}
+		delete(cm.Data, "node04")
+		if err := c.Tracker().Update(corev1.SchemeGroupVersion.WithResource("configmaps"), cm, "kube-system"); err != nil {
+			t.Fatal(err)
+		}
+		return false, nil, nil
+	})
+	var out bytes.Buffer
+	r := nodeRemoval{Kube: c, Etcd: &fakeEtcd{}, Self: "master01"}
+	if err := r.run(ctx, &out, "node04"); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 1 {
+		t.Errorf("the entry was dropped before the Node was deleted")
+	}
+	if !strings.Contains(out.String(), "removed node04 from kube-system/kubeforge-joined-hosts") || !strings.Contains(out.String(), "deleted Node node04") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	if hosts, _ := clusterinfo.JoinedHosts(ctx, c); len(hosts) != 0 {
+		t.Errorf("record %+v", hosts)
 	}
 }

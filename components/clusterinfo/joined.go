@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -127,7 +128,16 @@ var ErrJoinedConflict = errors.New("cannot record the joined host")
 // entry; an address that a listed or recorded host has is refused. The update
 // carries the resource version it read, so concurrent writers cannot lose each
 // other's entries. It reports whether it recorded.
-func RecordJoinedHost(ctx context.Context, c kubernetes.Interface, cfg *config.Cluster, name, address string, now time.Time) (bool, error) {
+//
+// uid is the Node the entry is for: after reading the record, it reads the
+// Node from the API (not from a cache) and records nothing unless a Node of
+// that name and UID still exists. `kubeforge node remove` deletes the Node
+// before it drops the entry, so a caller acting on a stale view of a Node
+// (an informer that has not seen the deletion yet) can never write back an
+// entry that node remove has just dropped: either its read of the record
+// comes after the drop, and then its read of the Node after the deletion, or
+// its update carries a resource version from before the drop and conflicts.
+func RecordJoinedHost(ctx context.Context, c kubernetes.Interface, cfg *config.Cluster, name, address string, uid types.UID, now time.Time) (bool, error) {
 	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
 		return false, fmt.Errorf("%w: node name %q: %v", ErrJoinedConflict, name, msgs)
 	}
@@ -146,6 +156,13 @@ func RecordJoinedHost(ctx context.Context, c kubernetes.Interface, cfg *config.C
 	}
 	if why := conflict(MergeJoinedHosts(cfg, decodeJoined(cm)), name, address); why != "" {
 		return false, fmt.Errorf("%w: node %s at %s: %s", ErrJoinedConflict, name, address, why)
+	}
+	node, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && node.UID != uid) {
+		return false, nil // deleted (or replaced) since the caller saw it
+	}
+	if err != nil {
+		return false, fmt.Errorf("recording %s in kube-system/%s: reading Node %s: %w", name, JoinedHostsConfigMapName, name, err)
 	}
 	v, err := json.Marshal(JoinedHost{Address: address, Roles: []config.Role{config.RoleWorker}, Joined: now.UTC().Truncate(time.Second)})
 	if err != nil {

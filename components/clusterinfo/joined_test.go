@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
@@ -19,7 +21,7 @@ import (
 // into the hosts table; forget removes exactly one entry.
 func TestJoinedHosts(t *testing.T) {
 	ctx := context.Background()
-	c := fake.NewClientset()
+	c := fake.NewClientset(testNode("node03"), testNode("node04"), testNode("Node_04"), testNode(config.Default().Spec.Hosts[1].Name))
 	cfg := config.Default()
 	if _, err := UploadConfig(ctx, c, cfg); err != nil {
 		t.Fatal(err)
@@ -27,13 +29,13 @@ func TestJoinedHosts(t *testing.T) {
 	now := time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)
 	listed := cfg.Spec.Hosts[1]
 
-	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.160", now); err != nil || !ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.160", uid("node03"), now); err != nil || !ok {
 		t.Fatalf("record node03: %v %v", ok, err)
 	}
-	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.199", now); err != nil || ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.199", uid("node03"), now); err != nil || ok {
 		t.Errorf("a second record of node03 (another address) must change nothing: %v %v", ok, err)
 	}
-	if ok, err := RecordJoinedHost(ctx, c, cfg, listed.Name, "192.168.161.198", now); err != nil || ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, listed.Name, "192.168.161.198", uid(listed.Name), now); err != nil || ok {
 		t.Errorf("a listed host must not be recorded: %v %v", ok, err)
 	}
 	for _, tc := range []struct{ name, addr string }{
@@ -42,11 +44,11 @@ func TestJoinedHosts(t *testing.T) {
 		{"Node_04", "192.168.161.161"},
 		{"node04", "not-an-ip"},
 	} {
-		if ok, err := RecordJoinedHost(ctx, c, cfg, tc.name, tc.addr, now); !errors.Is(err, ErrJoinedConflict) || ok {
+		if ok, err := RecordJoinedHost(ctx, c, cfg, tc.name, tc.addr, uid(tc.name), now); !errors.Is(err, ErrJoinedConflict) || ok {
 			t.Errorf("record %s at %s: %v %v, want ErrJoinedConflict", tc.name, tc.addr, ok, err)
 		}
 	}
-	if ok, err := RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", now); err != nil || !ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", uid("node04"), now); err != nil || !ok {
 		t.Fatalf("record node04: %v %v", ok, err)
 	}
 
@@ -98,6 +100,41 @@ func TestJoinedHosts(t *testing.T) {
 	}
 }
 
+func testNode(name string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: uid(name)}}
+}
+
+func uid(name string) types.UID { return types.UID("uid-" + name) }
+
+// TestRecordJoinedHostOnlyForALiveNode: the record is written only while the
+// Node it is for exists with the UID the caller saw. `kubeforge node remove`
+// deletes the Node, then drops the entry; an approver whose informer has not
+// seen the deletion yet must not write the entry back.
+func TestRecordJoinedHostOnlyForALiveNode(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset(testNode("node03"))
+	cfg := config.Default()
+	if _, err := UploadConfig(ctx, c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureJoinedHosts(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.160", "uid-of-an-earlier-node03", now); err != nil || ok {
+		t.Errorf("a Node of the same name but another UID: recorded %v, %v", ok, err)
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", uid("node04"), now); err != nil || ok {
+		t.Errorf("a Node that does not exist (any more): recorded %v, %v", ok, err)
+	}
+	if hosts, _ := JoinedHosts(ctx, c); len(hosts) != 0 {
+		t.Errorf("record %+v, want it empty", hosts)
+	}
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node03", "192.168.161.160", uid("node03"), now); err != nil || !ok {
+		t.Errorf("the live node03: recorded %v, %v", ok, err)
+	}
+}
+
 // TestRecordJoinedControlPlane: a control-plane host the table does not list
 // is recorded with its roles, once; a worker entry of the same name and
 // address becomes a control-plane one; a listed host, a taken address and roles
@@ -105,7 +142,7 @@ func TestJoinedHosts(t *testing.T) {
 // control-plane host.
 func TestRecordJoinedControlPlane(t *testing.T) {
 	ctx := context.Background()
-	c := fake.NewClientset()
+	c := fake.NewClientset(testNode("master03"), testNode("node05"))
 	cfg := config.Default()
 	if _, err := UploadConfig(ctx, c, cfg); err != nil {
 		t.Fatal(err)
@@ -118,7 +155,7 @@ func TestRecordJoinedControlPlane(t *testing.T) {
 	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, "master03", "192.168.161.149", cp, now); err != nil || ok {
 		t.Errorf("recording it again: %v %v", ok, err)
 	}
-	if ok, err := RecordJoinedHost(ctx, c, cfg, "master03", "192.168.161.149", now); err != nil || ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "master03", "192.168.161.149", uid("master03"), now); err != nil || ok {
 		t.Errorf("the approver recorded master03 as a worker: %v %v", ok, err)
 	}
 	if ok, err := RecordJoinedControlPlane(ctx, c, cfg, cfg.Spec.Hosts[0].Name, "192.168.161.148", cp, now); err != nil || ok {
@@ -138,7 +175,7 @@ func TestRecordJoinedControlPlane(t *testing.T) {
 		}
 	}
 	// A worker the approver recorded, joined again as a control-plane host.
-	if ok, err := RecordJoinedHost(ctx, c, cfg, "node05", "192.168.161.165", now); err != nil || !ok {
+	if ok, err := RecordJoinedHost(ctx, c, cfg, "node05", "192.168.161.165", uid("node05"), now); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	both := []config.Role{config.RoleControlPlane, config.RoleEtcd}

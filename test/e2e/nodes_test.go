@@ -383,7 +383,7 @@ func TestNodes(t *testing.T) {
 	// init, the joins and the wait for Ready, without the bad-input checks.
 	l.bench.AllReady = l.bench.Init + l.bench.Joins["node01"] + l.bench.Joins["node02"] + l.bench.Joins["node03"] + readyWait
 
-	t.Run("a plain worker holds no etcd credential and cannot change other Nodes", func(t *testing.T) { l.plainWorker(t, endpoint) })
+	t.Run("a plain worker holds no etcd credential and cannot change other Nodes", func(t *testing.T) { l.plainWorker(t, endpoint, "node02", 3) })
 
 	t.Run("four Ready nodes, control plane labelled and tainted", func(t *testing.T) {
 		_, _, list := l.readyNodes()
@@ -618,21 +618,7 @@ func TestNodes(t *testing.T) {
 				t.Errorf("pod %s after the reset: %v %q", ip, err, out)
 			}
 		}
-		checks := map[string]string{
-			"units":    `systemctl list-units --all --no-legend --plain | awk '{print $1}' | grep -E '^(kube|containerd|etcd)' | grep -v kubeforge-lab-prep; ls /etc/systemd/system | grep -E 'kube|containerd|etcd' | grep -v kubeforge-lab-prep`,
-			"files":    `ls -d /etc/kubernetes /var/lib/kubelet /var/lib/kube-proxy /var/lib/etcd /etc/etcd /etc/containerd /etc/cni /var/lib/cni /opt/cni /run/containerd /run/kubeforge /etc/kubeforge /var/log/pods 2>/dev/null; ls -A /var/lib/containerd; ls /usr/local/bin | grep -v '^kubeforge$'`,
-			"mounts":   `grep -E 'kubelet|containerd/|netns|sandboxes' /proc/self/mounts`,
-			"links":    `ip -o link | awk -F': ' '{print $2}' | grep -vE '^(lo|eth0@.*)$'`,
-			"routes":   `ip route | grep -v -E '^(default|192\.168\.)'`,
-			"iptables": `iptables-save | grep -E 'KUBE|CNI|KUBEFORGE'; ip6tables-save | grep -E 'KUBE|CNI|KUBEFORGE'`,
-			"procs":    `ps -eo comm= | grep -E 'containerd|kube|etcd|pause|httpecho'`,
-			"netns":    `ls /run/netns 2>/dev/null`,
-		}
-		for what, cmd := range checks {
-			if out, _ := l.ssh("node02", cmd, nil); strings.TrimSpace(out) != "" {
-				t.Errorf("leftover %s on node02:\n%s", what, out)
-			}
-		}
+		l.resetLeftovers(t, "node02")
 		if out, err := l.ssh("node02", "kubeforge preflight --config /root/kf/cluster.yaml --node-name node02", nil); err != nil {
 			t.Errorf("preflight after the reset: %v\n%s", err, out)
 		}
@@ -703,4 +689,26 @@ func (l *nodesLab) unitMemory(hosts []string) map[string]map[string]int {
 		}
 	}
 	return out
+}
+
+// resetLeftovers fails t for anything of kubeforge's, its components' or its
+// pods' left on host after `kubeforge reset`: units, files (containerd's own
+// directories included), mounts, links, routes, iptables rules, processes and
+// network namespaces.
+func (l *nodesLab) resetLeftovers(t *testing.T, host string) {
+	t.Helper()
+	checks := map[string]string{
+		"units":    `systemctl list-units --all --no-legend --plain | awk '{print $1}' | grep -E '^(kube|containerd|etcd)' | grep -v kubeforge-lab-prep; ls /etc/systemd/system | grep -E 'kube|containerd|etcd' | grep -v kubeforge-lab-prep`,
+		"files":    `ls -d /etc/kubernetes /var/lib/kubelet /var/lib/kube-proxy /var/lib/etcd /etc/etcd /etc/containerd /etc/cni /var/lib/cni /opt/cni /opt/containerd /run/containerd /run/nri /run/netns /run/kubeforge /etc/kubeforge /var/log/pods 2>/dev/null; ls -A /var/lib/containerd; ls /usr/local/bin | grep -v '^kubeforge$'`,
+		"mounts":   `grep -E 'kubelet|containerd/|netns|sandboxes' /proc/self/mounts`,
+		"links":    `ip -o link | awk -F': ' '{print $2}' | grep -vE '^(lo|eth0@.*)$'`,
+		"routes":   `ip route | grep -v -E '^(default|192\.168\.)'`,
+		"iptables": `iptables-save | grep -E 'KUBE|CNI|KUBEFORGE'; ip6tables-save | grep -E 'KUBE|CNI|KUBEFORGE'`,
+		"procs":    `ps -eo comm= | grep -E 'containerd|kube|etcd|pause|httpecho|podtool'`,
+	}
+	for what, cmd := range checks {
+		if out, _ := l.ssh(host, cmd, nil); strings.TrimSpace(out) != "" {
+			t.Errorf("leftover %s on %s:\n%s", what, host, out)
+		}
+	}
 }

@@ -18,8 +18,9 @@ import (
 // plainWorker checks node03, joined without --etcd (issue 14): its overlay runs
 // through the Kubernetes API as the node itself, it holds nothing the etcd CA
 // signed, its pods reach pods on other nodes, and its identity cannot change
-// another Node's annotations or podCIDR.
-func (l *nodesLab) plainWorker(t *testing.T, endpoint string) {
+// another Node's (other's) annotations or podCIDR. peers is how many other
+// nodes its overlay agent programs.
+func (l *nodesLab) plainWorker(t *testing.T, endpoint, other string, peers int) {
 	etcdCA, err := certs.ParseCertPEM([]byte(l.must("master01", "cat /etc/kubernetes/pki/etcd/ca.crt")))
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +81,9 @@ func (l *nodesLab) plainWorker(t *testing.T, endpoint string) {
 		if !strings.Contains(ann, subnet.AnnotationVtepMAC) || !strings.Contains(ann, subnet.AnnotationPublicIP) || !strings.Contains(ann, l.addr["node03"]) {
 			t.Errorf("node03's annotations: %s", ann)
 		}
-		l.waitFor("node03's agent programming its three peers", time.Minute, func() string {
+		l.waitFor(fmt.Sprintf("node03's agent programming its %d peers", peers), time.Minute, func() string {
 			out := l.must("node03", "kubeforge overlay status")
-			if !strings.Contains(out, "3 programmed") || !strings.Contains(out, "Backend:    kube") {
+			if !strings.Contains(out, fmt.Sprintf("%d programmed", peers)) || !strings.Contains(out, "Backend:    kube") {
 				return out
 			}
 			return ""
@@ -96,11 +97,11 @@ func (l *nodesLab) plainWorker(t *testing.T, endpoint string) {
 				`-X PATCH -H 'Content-Type: application/merge-patch+json' --data '%s' https://%s/api/v1/nodes/%s`, body, endpoint, node)))
 		}
 		ann := fmt.Sprintf(`{"metadata":{"annotations":{"%s":"0e:00:00:00:00:66","%s":"%s"}}}`, subnet.AnnotationVtepMAC, subnet.AnnotationPublicIP, l.addr["node03"])
-		if code := patch("node02", ann); code != "403" {
-			t.Errorf("node03 patching node02's overlay annotations: HTTP %s, want 403", code)
+		if code := patch(other, ann); code != "403" {
+			t.Errorf("node03 patching %s's overlay annotations: HTTP %s, want 403", other, code)
 		}
-		if code := patch("node02", `{"spec":{"podCIDR":"10.244.250.0/24","podCIDRs":["10.244.250.0/24"]}}`); code != "403" {
-			t.Errorf("node03 patching node02's podCIDR: HTTP %s, want 403", code)
+		if code := patch(other, `{"spec":{"podCIDR":"10.244.250.0/24","podCIDRs":["10.244.250.0/24"]}}`); code != "403" {
+			t.Errorf("node03 patching %s's podCIDR: HTTP %s, want 403", other, code)
 		}
 		// The same credential may change its own Node: the 403s are about the
 		// target, not a broken credential.
@@ -108,8 +109,11 @@ func (l *nodesLab) plainWorker(t *testing.T, endpoint string) {
 		if code := patch("node03", fmt.Sprintf(`{"metadata":{"annotations":{"%s":"%s"}}}`, subnet.AnnotationVtepMAC, own)); code != "200" {
 			t.Errorf("node03 patching its own Node: HTTP %s, want 200", code)
 		}
-		if got := l.kubectl("get node node02 -o jsonpath={.spec.podCIDR}"); got == "10.244.250.0/24" {
-			t.Errorf("node02's podCIDR changed")
+		if got := l.kubectl("get node " + other + " -o jsonpath={.spec.podCIDR}"); got == "10.244.250.0/24" {
+			t.Errorf("%s's podCIDR changed", other)
+		}
+		if got := l.kubectl("get node " + other + " -o jsonpath={.metadata.annotations.overlay\\.kubeforge\\.io/vtep-mac}"); got == "0e:00:00:00:00:66" {
+			t.Errorf("%s's VTEP MAC annotation changed", other)
 		}
 	})
 

@@ -16,7 +16,10 @@ import (
 // approver's serving-certificate policy know the host. The node itself cannot
 // write the record; the approver only ever adds an entry for a name nobody
 // has, never changes one, and refuses an address a known host has (logged,
-// not retried: the Node's next change looks again).
+// not retried: the Node's next change looks again). n may come from the
+// informer's cache after the Node was deleted: RecordJoinedHost checks the
+// Node against the API after reading the record, so a deleted Node whose
+// entry `kubeforge node remove` dropped is not recorded again.
 func (a *Approver) recordJoined(ctx context.Context, n *corev1.Node) error {
 	addr := ""
 	for _, ad := range n.Status.Addresses {
@@ -34,7 +37,7 @@ func (a *Approver) recordJoined(ctx context.Context, n *corev1.Node) error {
 	if _, ok := cfg.Host(n.Name); ok {
 		return nil
 	}
-	ok, err := clusterinfo.RecordJoinedHost(ctx, a.Client, cfg, n.Name, addr, time.Now())
+	ok, err := clusterinfo.RecordJoinedHost(ctx, a.Client, cfg, n.Name, addr, n.UID, time.Now())
 	if errors.Is(err, clusterinfo.ErrJoinedConflict) {
 		a.logf("not recording Node %s: %v", n.Name, err)
 		return nil
