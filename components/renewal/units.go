@@ -42,6 +42,77 @@ const (
 // apiserver (and the overlay agent of etcd).
 var Order = []string{UnitEtcd, UnitAPIServer, UnitControllerManager, UnitScheduler, UnitKubelet, UnitKubeProxy, UnitOverlay}
 
+// Which daemon re-reads which renewed file by itself, from the upstream sources
+// of the versions in the bundle (Kubernetes v1.34.4, whose kube-apiserver
+// links etcd's client/pkg v3.6.4; etcd v3.6.16; the TLS code of both etcd
+// versions is the same). Paths are in the Go module cache
+// (k8s.io/<module>@<version>, go.etcd.io/etcd/<module>/v3@<version>).
+//
+// etcd (etcd.service), both files: NO restart needed.
+//   - etcd-server (client-transport-security) and etcd-peer
+//     (peer-transport-security) are a transport.TLSInfo each. TLSInfo.baseConfig
+//     (client/pkg/v3@v3.6.16/transport/listener.go:368) leaves
+//     tls.Config.Certificates empty and sets GetCertificate (listener.go:474)
+//     and GetClientCertificate (listener.go:493), both of which call
+//     tlsutil.NewCert (client/pkg/v3@v3.6.16/tlsutil/tlsutil.go:53), an
+//     os.ReadFile of the cert and the key: the files are read again on every
+//     TLS handshake. Users of that config: the client listener
+//     (server/v3@v3.6.16/embed/serve.go:233, ServerConfig), the gRPC gateway
+//     (embed/etcd.go:824), the peer listener (embed/etcd.go:580 ->
+//     transport/listener_tls.go:59, ServerConfig) and the connections to the
+//     other members (etcdserver/api/rafthttp/util.go:51,60 ->
+//     transport/transport.go:28, ClientConfig): both sides of peer TLS.
+//     Established connections keep the certificate they were opened with (TLS
+//     does not look at it again), new ones get the renewed one.
+//   - Caveat: cert and key are two files, read one after the other per
+//     handshake, and certs.Renew writes the new key, then the new certificate.
+//     A handshake that falls between the two renames reads a mismatched pair
+//     and fails (tls.X509KeyPair); clients redial. Nothing else can be done
+//     about two files.
+//
+// kube-apiserver (kube-apiserver.service), all four files: NO restart needed.
+//   - apiserver (--tls-cert-file/--tls-private-key-file): the serving
+//     certificate is a dynamiccertificates.DynamicCertKeyPairContent
+//     (apiserver@v0.34.4/pkg/server/options/serving.go:304). Its controller
+//     watches both files with fsnotify, re-adding the watch after a rename, and
+//     re-reads them at least once a minute besides
+//     (pkg/server/dynamiccertificates/dynamic_serving_content.go:131-201); a
+//     pair that does not match (key written, cert not yet) is not applied, the
+//     next event loads the pair (:85-123). The new pair reaches the listener
+//     through DynamicServingCertificateController.GetConfigForClient
+//     (pkg/server/secure_serving.go:93-145, dynamiccertificates/tlsconfig.go:90):
+//     every new connection to :6443 gets it.
+//   - front-proxy-client (--proxy-client-cert-file/--proxy-client-key-file):
+//     the same DynamicCertKeyPairContent, "aggregator-proxy-cert"
+//     (kube-aggregator@v0.34.4/pkg/apiserver/apiserver.go:284-298, run by the
+//     post-start hook aggregator-reload-proxy-client-cert); the proxy to an
+//     aggregated API takes the current pair (handler_proxy.go:220).
+//   - apiserver-etcd-client (--etcd-certfile/--etcd-keyfile): the storage
+//     client is built from an etcd transport.TLSInfo
+//     (apiserver@v0.34.4/pkg/storage/storagebackend/factory/etcd3.go:287-292,
+//     ClientConfig), whose GetClientCertificate re-reads the files on each
+//     handshake (see etcd above): new connections to etcd use the renewed
+//     certificate, open ones stay as they are.
+//   - apiserver-kubelet-client (--kubelet-client-certificate/--kubelet-client-key):
+//     the kubelet client's transport.Config has ReloadTLSFiles: true
+//     (kubernetes@v1.34.4/pkg/kubelet/client/kubelet_client.go:114-123);
+//     client-go then loads the pair per handshake, cached for a second
+//     (client-go@v0.34.4/transport/transport.go:145, :378-399), and a
+//     certRotatingDialer (transport/cache.go:119) looks every 5 minutes
+//     (cert_rotation.go:37) and closes the open connections once the
+//     certificate changed (cert_rotation.go:93), so long-lived streams to
+//     kubelets move to the renewed one too.
+//
+// Restart needed (each loads its credential once, at start):
+//   - controller-manager.conf, scheduler.conf, kube-proxy.conf, and kubelet.conf
+//     when its client certificate is embedded: client-certificate-data in a
+//     kubeconfig makes client-go's certificate static ("Treat cert as static
+//     if either key or cert was data, not a file",
+//     client-go@v0.34.4/transport/transport.go:134); nothing reloads it.
+//   - etcd-overlay-client: the overlay agent builds its etcd tls.Config once
+//     (components/overlay/backend.go, etcd.TLSFiles.Config: Certificates, not
+//     a callback).
+
 // readers maps every renewable certificate and kubeconfig to the units that load
 // it at start. Names absent here (admin.conf, super-admin.conf, the etcd
 // health-check client) are read only by people and by kubeforge itself, per
