@@ -1,17 +1,26 @@
 // Package renewal finishes what `kubeforge certs renew` starts on a running
 // cluster: after the certificates and kubeconfigs are re-signed, the daemons that
-// read them still hold the old ones in memory. This package works out which
-// systemd units read which renewed file, restarts those that run on the host one
-// at a time in a fixed safe order, and waits for each to be healthy before the
+// read them still hold the old ones in memory, unless they re-read them by
+// themselves. This package works out which systemd units read which renewed
+// file and, for each that runs on the host, in a fixed safe order and one at a
+// time, either checks that it picked the new certificate up by itself (etcd and
+// kube-apiserver re-read every renewable file they use: they are not
+// restarted, so no API request fails) or restarts it (the others load their
+// credentials once, at start), and waits for each to be healthy before the
 // next, so a bad certificate stops the sequence at the first daemon that refuses
 // it instead of taking the whole control plane down at once.
 //
 // The order is etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 // then the node units (kubelet, kube-proxy, the overlay agent): each daemon is
 // restarted only once everything it talks to has loaded its new certificate.
-// The control-plane units are re-ensured with controlplane.Ensure rather than
-// restarted behind its back, so the digest of inputs in their unit files stays
-// true and a later `kubeforge init` finds them unchanged.
+// A daemon that reloads is checked where it serves: the leaf certificate etcd
+// presents on its client and peer ports and kube-apiserver on its secure port
+// must be the renewed file's; one that still serves the old certificate after
+// Options.ReloadTimeout is restarted after all, and the report says so.
+// The restarted control-plane units are re-ensured with controlplane.Ensure
+// rather than restarted behind its back, so the digest of inputs in their unit
+// files stays true and a later `kubeforge init` finds them unchanged (the
+// apiserver's digest leaves out the files it reloads, for the same reason).
 package renewal
 
 import (
@@ -74,8 +83,9 @@ var Order = []string{UnitEtcd, UnitAPIServer, UnitControllerManager, UnitSchedul
 //   - apiserver (--tls-cert-file/--tls-private-key-file): the serving
 //     certificate is a dynamiccertificates.DynamicCertKeyPairContent
 //     (apiserver@v0.34.4/pkg/server/options/serving.go:304). Its controller
-//     watches both files with fsnotify, re-adding the watch after a rename, and
-//     re-reads them at least once a minute besides
+//     watches both files with fsnotify and loads the pair on every event,
+//     re-adding the watch after a remove or rename (an atomic replace), and
+//     starting a new watch a minute after one fails
 //     (pkg/server/dynamiccertificates/dynamic_serving_content.go:131-201); a
 //     pair that does not match (key written, cert not yet) is not applied, the
 //     next event loads the pair (:85-123). The new pair reaches the listener
@@ -114,33 +124,58 @@ var Order = []string{UnitEtcd, UnitAPIServer, UnitControllerManager, UnitSchedul
 //     a callback).
 
 // readers maps every renewable certificate and kubeconfig to the units that load
-// it at start. Names absent here (admin.conf, super-admin.conf, the etcd
+// it, and whether they reload it by themselves. Names absent here (admin.conf, super-admin.conf, the etcd
 // health-check client) are read only by people and by kubeforge itself, per
 // request, so nothing needs a restart for them.
-var readers = map[string][]string{
-	certs.CertAPIServer:               {UnitAPIServer},
-	certs.CertAPIServerKubeletClient:  {UnitAPIServer},
-	certs.CertAPIServerEtcdClient:     {UnitAPIServer},
-	certs.CertFrontProxyClient:        {UnitAPIServer},
-	certs.CertEtcdServer:              {UnitEtcd},
-	certs.CertEtcdPeer:                {UnitEtcd},
-	certs.CertEtcdOverlayClient:       {UnitOverlay},
-	certs.KubeconfigControllerManager: {UnitControllerManager},
-	certs.KubeconfigScheduler:         {UnitScheduler},
-	certs.KubeconfigKubelet:           {UnitKubelet},
-	certs.KubeconfigKubeProxy:         {UnitKubeProxy},
+var readers = map[string][]reader{
+	certs.CertAPIServer:               {{UnitAPIServer, true}},
+	certs.CertAPIServerKubeletClient:  {{UnitAPIServer, true}},
+	certs.CertAPIServerEtcdClient:     {{UnitAPIServer, true}},
+	certs.CertFrontProxyClient:        {{UnitAPIServer, true}},
+	certs.CertEtcdServer:              {{UnitEtcd, true}},
+	certs.CertEtcdPeer:                {{UnitEtcd, true}},
+	certs.CertEtcdOverlayClient:       {{UnitOverlay, false}},
+	certs.KubeconfigControllerManager: {{UnitControllerManager, false}},
+	certs.KubeconfigScheduler:         {{UnitScheduler, false}},
+	certs.KubeconfigKubelet:           {{UnitKubelet, false}},
+	certs.KubeconfigKubeProxy:         {{UnitKubeProxy, false}},
+}
+
+// reader is one unit reading one renewable file.
+type reader struct {
+	unit string
+	// reloads: the daemon re-reads the file by itself while it runs (see the
+	// sources above), so a renewal does not restart it for that file.
+	reloads bool
 }
 
 // UnitsReading returns the units that read the named certificate or kubeconfig
 // (a name of certs.RenewableNames), in Order; none for admin.conf and the like.
-func UnitsReading(name string) []string { return slices.Clone(readers[name]) }
+func UnitsReading(name string) []string {
+	var out []string
+	for _, r := range readers[name] {
+		out = append(out, r.unit)
+	}
+	return out
+}
+
+// Reloads reports whether unit re-reads the named file by itself while it
+// runs, so that a renewal of it needs no restart of the unit.
+func Reloads(name, unit string) bool {
+	for _, r := range readers[name] {
+		if r.unit == unit {
+			return r.reloads
+		}
+	}
+	return false
+}
 
 // Affected returns the units reading any of names, each once, in Order.
 func Affected(names []string) []string {
 	var out []string
 	for _, u := range Order {
 		for _, n := range names {
-			if slices.Contains(readers[n], u) {
+			if slices.Contains(UnitsReading(n), u) {
 				out = append(out, u)
 				break
 			}
@@ -164,9 +199,10 @@ func Renewed(res *certs.RenewResult) []string {
 	return out
 }
 
-// needsConfig reports whether restarting unit needs the cluster configuration:
-// the control-plane units are rebuilt from it, and etcd's health is asked of
-// the member at its configured address.
+// needsConfig reports whether checking or restarting unit needs the cluster
+// configuration: the control-plane units are rebuilt from it, and etcd's and
+// the apiserver's health and served certificates are asked of them at their
+// configured addresses.
 func needsConfig(unit string) bool {
 	switch unit {
 	case UnitEtcd, UnitAPIServer, UnitControllerManager, UnitScheduler:
