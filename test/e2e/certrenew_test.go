@@ -203,11 +203,14 @@ func TestCertAutoRenew(t *testing.T) {
 func (r *remote) mainPIDs(t *testing.T, units ...string) map[string]string {
 	t.Helper()
 	out := r.run("systemctl show -p MainPID --value " + strings.Join(units, " "))
+	// One value per unit, separated by empty lines.
+	vals := strings.Fields(out)
+	if len(vals) != len(units) {
+		t.Fatalf("main PIDs of %v: %q", units, out)
+	}
 	pids := map[string]string{}
-	for i, l := range strings.Split(out, "\n") {
-		if i < len(units) {
-			pids[units[i]] = l
-		}
+	for i, u := range units {
+		pids[u] = vals[i]
 	}
 	return pids
 }
