@@ -132,22 +132,27 @@ func newCertsRenewCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "renew all|NAME...",
-		Short: "Re-sign certificates and kubeconfig client certificates, then restart the units that read them",
+		Short: "Re-sign certificates and kubeconfig client certificates, then make the units that read them load them",
 		Long: `Re-sign certificates from their existing CA, keeping subject, SANs and key
 usages, with a new private key of the same kind, and rewrite the client
 certificates embedded in kubeconfigs. The replaced files are copied to a
 timestamped backup directory first. Certificates whose CA key is absent
 (externally managed) are skipped.
 
-Then the units on this host that read a renewed file and are running are
-restarted one at a time, in the order etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubeforge-overlay,
-each only once the one before is healthy again. The control-plane units are
-re-ensured from the cluster configuration (--config, else the copy init keeps in
-` + initphases.ClusterConfigPath + `), so their units record the new inputs. A unit
-that does not get healthy stops the sequence; the message names the backup to
-roll back from. --no-restart only renews; --dry-run lists the files that would
-be renewed and the units that would be restarted, and changes nothing.
+Then the units on this host that read a renewed file and are running are dealt
+with one at a time, in the order etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kubelet, kube-proxy, kubeforge-overlay, each only once the one
+before is healthy again. etcd and kube-apiserver re-read every renewable file
+they use by themselves: they are not restarted (no API request fails); instead
+the certificates they serve (etcd's client and peer ports, the apiserver's
+secure port) are checked to be the renewed ones, and a daemon still serving the
+old one after 90s is restarted after all. The others are restarted; the
+control-plane units are re-ensured from the cluster configuration (--config,
+else the copy init keeps in ` + initphases.ClusterConfigPath + `), so their units
+record the new inputs. A unit that does not get healthy stops the sequence; the
+message names the backup to roll back from. --no-restart only renews;
+--dry-run lists the files that would be renewed and what would happen to each
+unit, and changes nothing.
 --expiring-within D renews only those of the names that expire within D (what
 kubeforge-certs-renew.timer runs); with none due it changes nothing.
 
@@ -218,13 +223,13 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 				return writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
 			}
 			var restarter *renewal.Restarter
-			if !noRestart && len(plan.Restarts()) > 0 {
+			if !noRestart && len(plan.Units()) > 0 {
 				if need := plan.NeedConfig(); len(need) > 0 && cfgErr != nil {
-					return fmt.Errorf("%s run on this host and read files being renewed; restarting them needs the cluster configuration: %w; pass --config, or --no-restart to renew only; nothing was changed",
+					return fmt.Errorf("%s run on this host and read files being renewed; checking or restarting them needs the cluster configuration: %w; pass --config, or --no-restart to renew only; nothing was changed",
 						strings.Join(need, ", "), cfgErr)
 				}
 				if need := plan.NeedConfig(); len(need) > 0 && cfg == nil {
-					return fmt.Errorf("%s run on this host and read files being renewed; restarting them needs the cluster configuration, "+
+					return fmt.Errorf("%s run on this host and read files being renewed; checking or restarting them needs the cluster configuration, "+
 						"and there is no --config and no %s (init keeps one): pass --config, or --no-restart to renew only and restart them yourself; nothing was changed",
 						strings.Join(need, ", "), initphases.ClusterConfigPath)
 				}
@@ -259,8 +264,8 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 		},
 	}
 	dirs.add(c)
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "only list what would be renewed and restarted")
-	c.Flags().BoolVar(&noRestart, "no-restart", false, "renew the files but restart no unit")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "only list what would be renewed, and restarted or checked")
+	c.Flags().BoolVar(&noRestart, "no-restart", false, "renew the files but restart or check no unit")
 	c.Flags().StringVar(&backupDir, "backup-dir", "", "where to copy the replaced files (default <cert-dir>/../tmp/kubeforge-certs-backup-<timestamp>)")
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	c.Flags().StringVar(&configPath, "config", "", "cluster configuration for rebuilding the control-plane units (default: "+initphases.ClusterConfigPath+" on this host, if present)")

@@ -14,10 +14,13 @@
 //   - Nothing secret is ever in argv or a unit file. Flags only name files: keys,
 //     kubeconfigs, the encryption config. `ps` and `systemctl cat` show no
 //     credential.
-//   - A unit's header carries a digest of every input its daemon reads (binary,
-//     certificates, keys, kubeconfigs, config files). When any of them changes,
-//     the unit's content changes, so the next run restarts exactly the daemons
-//     affected, even after an interrupted run, a `certs renew` or a new bundle.
+//   - A unit's header carries a digest of every input its daemon reads at start
+//     (binary, certificates, keys, kubeconfigs, config files). When any of them
+//     changes, the unit's content changes, so the next run restarts exactly the
+//     daemons affected, even after an interrupted run, a `certs renew` or a new
+//     bundle. The files kube-apiserver reloads by itself (its serving, front-proxy,
+//     etcd-client and kubelet-client certificates) are left out: a new one there
+//     needs no restart.
 //   - Every directive loads on systemd 219 (CentOS 7): no StateDirectory=,
 //     TasksMax=, StartLimitIntervalSec= or ExecCondition=.
 //

@@ -211,11 +211,24 @@ func checkInputs(ctx context.Context, h host.Host, c Component) error {
 	return nil
 }
 
-// Inputs is the digest of everything the daemon reads when it starts: the
-// binary (by size and modification time: install only rewrites a binary whose
-// content differs, and hashing 100 MB per run buys nothing over that) and the
-// content of every file its flags name. It goes into the unit, so a changed
-// certificate, key, kubeconfig or binary restarts the daemon on the next run.
+// reloadedFlags name, per component, the files the daemon re-reads by itself
+// while it runs: kube-apiserver's serving certificate, its front-proxy client
+// certificate and its etcd and kubelet client certificates (the upstream code
+// is cited in components/renewal/units.go). They stay out of the input digest:
+// a renewed certificate there needs no restart, and `kubeforge certs renew`
+// does not restart the apiserver for it, so the digest must not ask for one.
+var reloadedFlags = map[string][]string{
+	APIServer: {"tls-cert-file", "tls-private-key-file", "proxy-client-cert-file", "proxy-client-key-file",
+		"etcd-certfile", "etcd-keyfile", "kubelet-client-certificate", "kubelet-client-key"},
+}
+
+// Inputs is the digest of everything the daemon reads when it starts and does
+// not reload by itself: the binary (by size and modification time: install
+// only rewrites a binary whose content differs, and hashing 100 MB per run buys
+// nothing over that) and the content of every file its flags name except those
+// of reloadedFlags. It goes into the unit, so a changed kubeconfig, CA, key
+// file of the service accounts, configuration or binary restarts the daemon on
+// the next run.
 func Inputs(ctx context.Context, h host.Host, c Component) (string, error) {
 	sum := sha256.New()
 	fi, err := h.Stat(ctx, c.Binary)
@@ -225,6 +238,9 @@ func Inputs(ctx context.Context, h host.Host, c Component) (string, error) {
 	fmt.Fprintf(sum, "binary %s %d ", c.Binary, fi.Size)
 	_ = binary.Write(sum, binary.BigEndian, fi.ModTime.UnixNano())
 	for _, in := range inputFiles(c) {
+		if slices.Contains(reloadedFlags[c.Name], in.flag) {
+			continue
+		}
 		data, err := h.ReadFile(ctx, in.path)
 		if err != nil {
 			return "", err

@@ -83,18 +83,35 @@ func TestEnsureIsIdempotentAndRestartsOnInputChange(t *testing.T) {
 		t.Errorf("rerun changed the host: %v", extra)
 	}
 
-	// A renewed certificate changes the apiserver's inputs, so it restarts; the
+	// A renewed certificate that the apiserver reloads by itself (serving,
+	// front-proxy, etcd and kubelet client) leaves its unit alone: no restart.
+	h.changes()
+	for _, f := range []string{"apiserver.crt", "apiserver.key", "front-proxy-client.crt", "front-proxy-client.key",
+		"apiserver-etcd-client.crt", "apiserver-etcd-client.key", "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key"} {
+		if err := h.WriteFile(ctx, "/etc/kubernetes/pki/"+f, []byte("renewed"), hostWrite600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.changes()
+	res, err := Ensure(ctx, h, cs[0], nil)
+	if err != nil || res.Changed {
+		t.Errorf("apiserver after a renewal of the certificates it reloads: %+v %v", res, err)
+	}
+	if ch := h.changes(); len(ch) > 0 {
+		t.Errorf("apiserver after a renewal of the certificates it reloads: changed %v", ch)
+	}
+	// A file it reads only at start changes its inputs, so it restarts; the
 	// scheduler, which does not read it, stays.
-	if err := h.WriteFile(ctx, "/etc/kubernetes/pki/apiserver.crt", []byte("renewed"), hostWrite600); err != nil {
+	if err := h.WriteFile(ctx, "/etc/kubernetes/pki/sa.pub", []byte("another key"), hostWrite600); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Ensure(ctx, h, cs[0], nil)
+	res, err = Ensure(ctx, h, cs[0], nil)
 	if err != nil || res.Action != "restarted" {
-		t.Errorf("apiserver after a certificate change: %+v %v", res, err)
+		t.Errorf("apiserver after a change of its service-account key: %+v %v", res, err)
 	}
 	res, err = Ensure(ctx, h, cs[2], nil)
 	if err != nil || res.Changed {
-		t.Errorf("scheduler after the apiserver's certificate changed: %+v %v", res, err)
+		t.Errorf("scheduler after the apiserver's key changed: %+v %v", res, err)
 	}
 	// A new binary (rewritten by install) restarts its daemon too.
 	h.changes()

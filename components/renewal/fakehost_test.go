@@ -22,6 +22,8 @@ type fakeHost struct {
 	units   map[string]*fakeUnit
 	nextPID int
 	events  []string
+	// onRestart runs (without the lock) after a unit's successful restart.
+	onRestart map[string]func()
 }
 
 type fakeUnit struct {
@@ -32,7 +34,7 @@ type fakeUnit struct {
 }
 
 func newFakeHost() *fakeHost {
-	return &fakeHost{files: map[string][]byte{}, units: map[string]*fakeUnit{}, nextPID: 1000}
+	return &fakeHost{files: map[string][]byte{}, units: map[string]*fakeUnit{}, nextPID: 1000, onRestart: map[string]func(){}}
 }
 
 // addUnit installs a unit file and, when active, a running process.
@@ -114,7 +116,15 @@ func (u *fakeUnits) Start(context.Context, string) error      { return errors.Ne
 func (u *fakeUnits) Stop(context.Context, string) error       { return errors.New("not in this fake") }
 
 // Restart gives the unit a new PID, or plays the failure it is set up for.
-func (u *fakeUnits) Restart(_ context.Context, name string) error {
+func (u *fakeUnits) Restart(ctx context.Context, name string) error {
+	err := u.restart(name)
+	if f := u.h().onRestart[name]; err == nil && f != nil {
+		f()
+	}
+	return err
+}
+
+func (u *fakeUnits) restart(name string) error {
 	h := u.h()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -173,7 +183,7 @@ func (u *fakeUnits) Journal(_ context.Context, name string, n int) ([]string, er
 
 // fastOptions are Options for tests: no real waiting.
 func fastOptions(h host.Host) Options {
-	return Options{Host: h, Timeout: 2 * time.Second, Interval: time.Millisecond}
+	return Options{Host: h, Timeout: 2 * time.Second, ReloadTimeout: 2 * time.Second, Interval: time.Millisecond}
 }
 
 // fakeOps restarts the unit through the fake systemd; its probe passes while

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
@@ -38,7 +39,26 @@ func (r *Restarter) etcdOps() (unitOps, error) {
 	}
 	member := etcd.MemberOf(*o.Node)
 	files := etcd.ClientTLSFiles(o.CertDir)
+	serverCert, _, err := certs.CertPaths(o.CertDir, certs.CertEtcdServer)
+	if err != nil {
+		return unitOps{}, err
+	}
+	peerCert, peerKey, err := certs.CertPaths(o.CertDir, certs.CertEtcdPeer)
+	if err != nil {
+		return unitOps{}, err
+	}
+	// The peer port checks that a client certificate names the address it
+	// comes from; the member's own peer certificate does (and is what its
+	// peers present).
+	peerFiles := etcd.TLSFiles{CA: files.CA, Cert: peerCert, Key: peerKey}
+	tlsOf := func(f etcd.TLSFiles) func(context.Context) (*tls.Config, error) {
+		return func(ctx context.Context) (*tls.Config, error) { return f.Config(etcd.HostRead(ctx, h)) }
+	}
 	return unitOps{
+		serves: map[string]servedCert{
+			certs.CertEtcdServer: {name: certs.CertEtcdServer, file: serverCert, url: member.ClientURL() + "/version", tlsConfig: tlsOf(files)},
+			certs.CertEtcdPeer:   {name: certs.CertEtcdPeer, file: peerCert, url: member.PeerURL() + "/version", tlsConfig: tlsOf(peerFiles)},
+		},
 		trigger: plainRestart(h, UnitEtcd),
 		probe: func(ctx context.Context) error {
 			// Read at every probe: the health-check client certificate may be

@@ -17,9 +17,13 @@ type Step struct {
 	Unit string `json:"unit"`
 	// Reads are the renewed names the unit loads.
 	Reads []string `json:"reads"`
-	// Skip says why the unit is left alone ("" when it is restarted): it is not
-	// installed on this host, or not running (it loads the new files whenever it
-	// starts next).
+	// Reload: the unit re-reads every one of Reads by itself while it runs
+	// (Reloads), so it is not restarted; the renewal checks that it serves the
+	// renewed certificates instead, and restarts it only if it does not.
+	Reload bool `json:"reload,omitempty"`
+	// Skip says why the unit is left alone ("" when it is checked or
+	// restarted): it is not installed on this host, or not running (it loads
+	// the new files whenever it starts next).
 	Skip string `json:"skip,omitempty"`
 }
 
@@ -30,16 +34,18 @@ type Plan struct {
 }
 
 // NewPlan looks for every unit that reads one of renewed (names as in
-// certs.RenewableNames) and keeps for restart those whose unit file kubeforge
-// wrote and that systemd reports active. It only reads, so it is what a dry run
-// shows.
+// certs.RenewableNames) and keeps those whose unit file kubeforge wrote and that
+// systemd reports active: to be checked when they reload every renewed file they
+// read by themselves, to be restarted otherwise. It only reads, so it is what a
+// dry run shows.
 func NewPlan(ctx context.Context, h host.Host, renewed []string) (Plan, error) {
 	p := Plan{Host: h.Name()}
 	for _, u := range Affected(renewed) {
-		s := Step{Unit: u}
+		s := Step{Unit: u, Reload: true}
 		for _, n := range renewed {
-			if slices.Contains(readers[n], u) {
+			if slices.Contains(UnitsReading(n), u) {
 				s.Reads = append(s.Reads, n)
+				s.Reload = s.Reload && Reloads(n, u)
 			}
 		}
 		// The unit file first: on a host kubeforge never set up (a copy of the
@@ -67,8 +73,8 @@ func NewPlan(ctx context.Context, h host.Host, renewed []string) (Plan, error) {
 	return p, nil
 }
 
-// Restarts lists the units the plan restarts, in order.
-func (p Plan) Restarts() []string {
+// Units lists the units the plan acts on (checks or restarts), in order.
+func (p Plan) Units() []string {
 	var out []string
 	for _, s := range p.Steps {
 		if s.Skip == "" {
@@ -78,14 +84,47 @@ func (p Plan) Restarts() []string {
 	return out
 }
 
-// NeedConfig lists the units to restart that need the cluster configuration
-// (etcd and the control plane).
+// Restarts lists the units the plan restarts, in order.
+func (p Plan) Restarts() []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Skip == "" && !s.Reload {
+			out = append(out, s.Unit)
+		}
+	}
+	return out
+}
+
+// Reloads lists the units the plan does not restart because they reload the
+// renewed files themselves, in order.
+func (p Plan) Reloads() []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Skip == "" && s.Reload {
+			out = append(out, s.Unit)
+		}
+	}
+	return out
+}
+
+// NeedConfig lists the units to check or restart that need the cluster
+// configuration (etcd and the control plane).
 func (p Plan) NeedConfig() []string {
 	var out []string
-	for _, u := range p.Restarts() {
+	for _, u := range p.Units() {
 		if needsConfig(u) {
 			out = append(out, u)
 		}
 	}
 	return out
+}
+
+// step returns the plan's step of unit.
+func (p Plan) step(unit string) Step {
+	for _, s := range p.Steps {
+		if s.Unit == unit {
+			return s
+		}
+	}
+	return Step{Unit: unit}
 }

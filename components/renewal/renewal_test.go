@@ -62,6 +62,20 @@ func TestMapping(t *testing.T) {
 			t.Errorf("UnitsReading(%s) = %v, want %v", n, got, w)
 		}
 	}
+	// etcd and the apiserver re-read every renewable file they use (see the
+	// sources cited at readers); everything else loads its credential once.
+	reloads := map[string]string{"apiserver": UnitAPIServer, "apiserver-kubelet-client": UnitAPIServer,
+		"apiserver-etcd-client": UnitAPIServer, "front-proxy-client": UnitAPIServer, "etcd-server": UnitEtcd, "etcd-peer": UnitEtcd}
+	for n, units := range want {
+		for _, u := range units {
+			if got := Reloads(n, u); got != (reloads[n] == u) {
+				t.Errorf("Reloads(%s, %s) = %v", n, u, got)
+			}
+		}
+	}
+	if Reloads("apiserver", UnitEtcd) {
+		t.Error("etcd reloads the apiserver's certificate?")
+	}
 }
 
 func TestAffectedIsOrderedAndDeduplicated(t *testing.T) {
@@ -103,20 +117,27 @@ func TestNewPlan(t *testing.T) {
 	}
 	var got []string
 	for _, s := range p.Steps {
-		got = append(got, fmt.Sprintf("%s [%s] %s", s.Unit, strings.Join(s.Reads, ","), s.Skip))
+		got = append(got, fmt.Sprintf("%s [%s] reload=%v %s", s.Unit, strings.Join(s.Reads, ","), s.Reload, s.Skip))
 	}
 	want := []string{
-		"etcd.service [etcd-peer,etcd-server] ",
-		"kube-apiserver.service [apiserver,apiserver-etcd-client] ",
-		"kube-controller-manager.service [controller-manager.conf] not installed on this host",
-		"kube-scheduler.service [scheduler.conf] not running (inactive/dead); it loads the new files when it starts",
-		"kubelet.service [kubelet.conf] not installed on this host",
+		"etcd.service [etcd-peer,etcd-server] reload=true ",
+		"kube-apiserver.service [apiserver,apiserver-etcd-client] reload=true ",
+		"kube-controller-manager.service [controller-manager.conf] reload=false not installed on this host",
+		"kube-scheduler.service [scheduler.conf] reload=false not running (inactive/dead); it loads the new files when it starts",
+		"kubelet.service [kubelet.conf] reload=false not installed on this host",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("plan:\n%s\nwant:\n%s", joinLines(got), joinLines(want))
 	}
-	if r := p.Restarts(); !reflect.DeepEqual(r, []string{UnitEtcd, UnitAPIServer}) {
+	// etcd and the apiserver reload what they read: checked, not restarted.
+	if r := p.Restarts(); len(r) != 0 {
 		t.Errorf("Restarts = %v", r)
+	}
+	if r := p.Reloads(); !reflect.DeepEqual(r, []string{UnitEtcd, UnitAPIServer}) {
+		t.Errorf("Reloads = %v", r)
+	}
+	if r := p.Units(); !reflect.DeepEqual(r, []string{UnitEtcd, UnitAPIServer}) {
+		t.Errorf("Units = %v", r)
 	}
 	if n := p.NeedConfig(); !reflect.DeepEqual(n, []string{UnitEtcd, UnitAPIServer}) {
 		t.Errorf("NeedConfig = %v", n)
@@ -190,7 +211,7 @@ func TestPrepareControlPlane(t *testing.T) {
 	for _, u := range []string{UnitAPIServer, UnitControllerManager, UnitScheduler} {
 		h.addUnit(u, true)
 	}
-	h.files["/etc/kubernetes/pki/ca.crt"] = []byte("ca")
+	h.files["/etc/kubernetes/pki/ca.crt"] = newTestPKI(t).caPEM
 	h.files["/etc/kubernetes/encryption-config.yaml"] = []byte(`apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
 resources:
@@ -215,15 +236,48 @@ resources:
 			t.Errorf("%s: no re-ensure trigger or control-plane wait", u)
 		}
 	}
+	// The apiserver is checked where it serves: its secure port, against the
+	// file its --tls-cert-file names.
+	sc, ok := r.ops[UnitAPIServer].serves["apiserver"]
+	if !ok || sc.url != "https://192.168.177.10:6443/readyz" || sc.file != "/etc/kubernetes/pki/apiserver.crt" {
+		t.Errorf("the apiserver is checked at %+v", sc)
+	}
+	if len(r.ops[UnitControllerManager].serves) != 0 {
+		t.Errorf("controller-manager serves %v", r.ops[UnitControllerManager].serves)
+	}
+}
+
+func TestPrepareEtcdChecksBothPorts(t *testing.T) {
+	h := newFakeHost()
+	h.addUnit(UnitEtcd, true)
+	c, n := testCluster(t)
+	p, _ := NewPlan(context.Background(), h, []string{"etcd-server", "etcd-peer"})
+	o := fastOptions(h)
+	o.Cluster, o.Node = c, n
+	r, err := Prepare(context.Background(), o, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for name, sc := range r.ops[UnitEtcd].serves {
+		got[name] = sc.url + " " + sc.file
+	}
+	want := map[string]string{
+		"etcd-server": "https://192.168.177.10:2379/version /etc/kubernetes/pki/etcd/server.crt",
+		"etcd-peer":   "https://192.168.177.10:2380/version /etc/kubernetes/pki/etcd/peer.crt",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("etcd is checked at %v, want %v", got, want)
+	}
 }
 
 func TestRunRestartsOneAtATimeInOrder(t *testing.T) {
 	h := newFakeHost()
-	units := []string{UnitKubeProxy, UnitEtcd, UnitKubelet, UnitAPIServer} // added out of order
+	units := []string{UnitKubeProxy, UnitControllerManager, UnitKubelet, UnitScheduler} // added out of order
 	for _, u := range units {
 		h.addUnit(u, true)
 	}
-	p, _ := NewPlan(context.Background(), h, []string{"kube-proxy.conf", "kubelet.conf", "apiserver", "etcd-server"})
+	p, _ := NewPlan(context.Background(), h, []string{"kube-proxy.conf", "kubelet.conf", "scheduler.conf", "controller-manager.conf"})
 	before := map[string]int{}
 	r := &Restarter{o: fastOptions(h), plan: p, ops: map[string]unitOps{}}
 	r.o.defaults()
@@ -244,8 +298,8 @@ func TestRunRestartsOneAtATimeInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"restart etcd.service", "healthy etcd.service",
-		"restart kube-apiserver.service", "healthy kube-apiserver.service",
+		"restart kube-controller-manager.service", "healthy kube-controller-manager.service",
+		"restart kube-scheduler.service", "healthy kube-scheduler.service",
 		"restart kubelet.service", "healthy kubelet.service",
 		"restart kube-proxy.service", "healthy kube-proxy.service",
 	}
@@ -267,27 +321,29 @@ func TestRunStopsAtTheFirstUnhealthyUnit(t *testing.T) {
 		mode, want string
 	}{
 		{"crash", "exited 3 times since the restart"},
-		{"job-fails", `restart job: job for kube-apiserver.service ended in "failed"`},
+		{"job-fails", `restart job: job for kube-controller-manager.service ended in "failed"`},
 		{"stops", "it is inactive (dead) after the restart"},
 		{"unhealthy", "not healthy within 50ms: serving the old certificate"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			h := newFakeHost()
-			for _, u := range []string{UnitEtcd, UnitAPIServer, UnitControllerManager} {
+			for _, u := range []string{UnitEtcd, UnitControllerManager, UnitScheduler} {
 				h.addUnit(u, true)
 			}
 			if tc.mode != "unhealthy" {
-				h.units[UnitAPIServer].restart = tc.mode
+				h.units[UnitControllerManager].restart = tc.mode
 			}
-			p, _ := NewPlan(context.Background(), h, []string{"etcd-server", "apiserver", "controller-manager.conf"})
+			// etcd reloads (checked, not restarted), the controller-manager
+			// restarts and fails, the scheduler is never reached.
+			p, _ := NewPlan(context.Background(), h, []string{"etcd-server", "controller-manager.conf", "scheduler.conf"})
 			o := fastOptions(h)
 			o.BackupDir = "/etc/kubernetes/tmp/kubeforge-certs-backup-20250101T000000Z"
 			o.Timeout = 50 * time.Millisecond
 			r := &Restarter{o: o, plan: p, ops: map[string]unitOps{}}
 			r.o.defaults()
-			for _, u := range p.Restarts() {
+			for _, u := range p.Units() {
 				var healthy func() error
-				if u == UnitAPIServer && tc.mode == "unhealthy" {
+				if u == UnitControllerManager && tc.mode == "unhealthy" {
 					healthy = func() error { return errors.New("serving the old certificate") }
 				}
 				r.ops[u] = fakeOps(h, u, healthy)
@@ -299,24 +355,24 @@ func TestRunStopsAtTheFirstUnhealthyUnit(t *testing.T) {
 			}
 			msg := err.Error()
 			for _, w := range []string{
-				"kube-apiserver.service on fake01 did not come back healthy", tc.want,
-				"restarted and healthy before it: etcd.service",
-				"not restarted (the sequence stopped here): kube-controller-manager.service",
+				"kube-controller-manager.service on fake01 did not come back healthy", tc.want,
+				"on the new certificates and healthy before it: etcd.service",
+				"not checked or restarted (the sequence stopped here): kube-scheduler.service",
 				o.BackupDir, "tls: private key does not match public key", // the journal tail
 			} {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error lacks %q:\n%s", w, msg)
 				}
 			}
-			if re.Unit != UnitAPIServer || !reflect.DeepEqual(re.Pending, []string{UnitControllerManager}) {
+			if re.Unit != UnitControllerManager || !reflect.DeepEqual(re.Pending, []string{UnitScheduler}) {
 				t.Errorf("error unit %s pending %v", re.Unit, re.Pending)
 			}
-			if len(res.Restarted) != 1 || res.Restarted[0].Unit != UnitEtcd {
-				t.Errorf("restarted %v", res.Restarted)
+			if len(res.Reloaded) != 1 || res.Reloaded[0].Unit != UnitEtcd || len(res.Restarted) != 0 {
+				t.Errorf("reloaded %v, restarted %v", res.Reloaded, res.Restarted)
 			}
 			for _, e := range h.log() {
-				if strings.Contains(e, UnitControllerManager) {
-					t.Errorf("%s was touched after the failure: %v", UnitControllerManager, h.log())
+				if strings.Contains(e, UnitScheduler) || e == "restart "+UnitEtcd {
+					t.Errorf("%s was touched: %v", strings.Fields(e)[1], h.log())
 				}
 			}
 		})
@@ -450,6 +506,52 @@ func TestReportText(t *testing.T) {
 	for _, w := range []string{"kube-apiserver.service (reads apiserver): re-ensured (unit restarted with the new input digest), healthy after 3s (pid 10 -> 20)", "Renewal and restarts took 4s."} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
+	}
+
+	// Units that reload by themselves: planned, checked, or (--no-restart)
+	// neither.
+	rep = &Report{
+		Renewal: &certs.RenewResult{DryRun: true, Certificates: []certs.RenewedCert{{Name: "apiserver"}, {Name: "etcd-server"}, {Name: "scheduler.conf"}}},
+		Plan: Plan{Steps: []Step{{Unit: UnitEtcd, Reads: []string{"etcd-server"}, Reload: true},
+			{Unit: UnitAPIServer, Reads: []string{"apiserver", "front-proxy-client"}, Reload: true}, {Unit: UnitScheduler, Reads: []string{"scheduler.conf"}}}},
+	}
+	b.Reset()
+	_ = rep.WriteText(&b)
+	for _, w := range []string{
+		"etcd.service (reads etcd-server): would not restart: it reloads them by itself; would check that it serves the renewed certificates and is healthy",
+		"kube-scheduler.service (reads scheduler.conf): would restart",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("dry-run report lacks %q:\n%s", w, b.String())
+		}
+	}
+	rep.Renewal.DryRun = false
+	rep.Restart = &Result{
+		Reloaded: []Reloaded{{Unit: UnitEtcd, PID: 7, NewPID: 7, Took: time.Second, Served: []Served{{Name: "etcd-server", URL: "https://10.0.0.1:2379/version", Serial: "0A"}}},
+			{Unit: UnitAPIServer, PID: 8, NewPID: 8, Took: time.Second, Served: []Served{{Name: "apiserver", URL: "https://10.0.0.1:6443/readyz", Serial: "0B"}}, PerConnection: []string{"front-proxy-client"}}},
+		Restarted: []Restarted{{Unit: UnitScheduler, How: "re-ensured", OldPID: 9, NewPID: 19, Took: time.Second}},
+	}
+	b.Reset()
+	_ = rep.WriteText(&b)
+	for _, w := range []string{
+		"etcd.service (reads etcd-server): not restarted: reloaded them by itself, healthy after 1s (pid 7, unchanged); serves the renewed etcd-server (serial 0A) at https://10.0.0.1:2379/version\n",
+		"kube-apiserver.service (reads apiserver, front-proxy-client): not restarted: reloaded them by itself, healthy after 1s (pid 8, unchanged); serves the renewed apiserver (serial 0B) at https://10.0.0.1:6443/readyz; reads front-proxy-client again for each new connection\n",
+		"kube-scheduler.service (reads scheduler.conf): re-ensured, healthy after 1s (pid 9 -> 19)",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
+	}
+	rep.Restart, rep.NoRestart = nil, true
+	b.Reset()
+	_ = rep.WriteText(&b)
+	for _, w := range []string{
+		"etcd.service (reads etcd-server): not restarted: it reloads them by itself (not checked: --no-restart)",
+		"Restarts skipped (--no-restart): restart kube-scheduler.service one at a time",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("--no-restart report lacks %q:\n%s", w, b.String())
 		}
 	}
 }

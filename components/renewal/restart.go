@@ -2,6 +2,8 @@ package renewal
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +36,11 @@ type Options struct {
 	// Timeout bounds the wait for each unit (4 minutes when zero); Interval is
 	// the poll period (500ms).
 	Timeout, Interval time.Duration
+	// ReloadTimeout bounds the wait for a unit that reloads the renewed files
+	// by itself to serve them (90s when zero; etcd reads them on the next
+	// handshake, kube-apiserver as soon as inotify reports the write); after
+	// it the unit is restarted after all.
+	ReloadTimeout time.Duration
 	// Dial opens the connections of the HTTP health probes of endpoints the
 	// daemons serve on the host's loopback (controller-manager, scheduler,
 	// kubelet, kube-proxy, overlay agent). Nil means a Host that has a
@@ -63,6 +70,9 @@ func (o *Options) defaults() {
 	if o.Interval == 0 {
 		o.Interval = 500 * time.Millisecond
 	}
+	if o.ReloadTimeout == 0 {
+		o.ReloadTimeout = 90 * time.Second
+	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -90,30 +100,34 @@ type unitOps struct {
 	// wait, when set, replaces probing: it waits for health itself (the control
 	// plane's controlplane.Wait) once the new process is up.
 	wait func(ctx context.Context) error
+	// serves are the renewable certificates the unit presents to whoever
+	// connects, by name: how a unit that reloads them is seen to have done so.
+	serves map[string]servedCert
 }
 
-// Restarter restarts the units of a plan. Prepare builds it before any file is
-// renewed, so a configuration that cannot rebuild a unit fails while nothing has
-// changed yet.
+// Restarter checks or restarts the units of a plan. Prepare builds it before
+// any file is renewed, so a configuration that cannot rebuild a unit fails
+// while nothing has changed yet.
 type Restarter struct {
 	o    Options
 	plan Plan
 	ops  map[string]unitOps
 }
 
-// Prepare checks that every unit of the plan can be restarted and health-checked
-// with the options given, reading what it needs from the host now (the
-// configuration files of the daemons, which a renewal does not touch).
+// Prepare checks that every unit of the plan can be restarted (a unit that
+// reloads by itself too: that is the fallback) and health-checked with the
+// options given, reading what it needs from the host now (the configuration
+// files of the daemons, which a renewal does not touch).
 func Prepare(ctx context.Context, o Options, p Plan) (*Restarter, error) {
 	if o.Host == nil {
 		return nil, errors.New("renewal: no host")
 	}
 	o.defaults()
 	if need := p.NeedConfig(); len(need) > 0 && (o.Cluster == nil || o.Node == nil) {
-		return nil, fmt.Errorf("%s: %s read the renewed files and run here; restarting them needs the cluster configuration", o.Host.Name(), strings.Join(need, ", "))
+		return nil, fmt.Errorf("%s: %s read the renewed files and run here; checking or restarting them needs the cluster configuration", o.Host.Name(), strings.Join(need, ", "))
 	}
 	r := &Restarter{o: o, plan: p, ops: map[string]unitOps{}}
-	for _, u := range p.Restarts() {
+	for _, u := range p.Units() {
 		var (
 			ops unitOps
 			err error
@@ -151,17 +165,19 @@ type Restarted struct {
 
 // Result is what Run did.
 type Result struct {
-	Restarted []Restarted   `json:"restarted"`
-	Total     time.Duration `json:"total"`
+	Restarted []Restarted `json:"restarted"`
+	// Reloaded are the units that loaded the renewed files by themselves.
+	Reloaded []Reloaded    `json:"reloaded,omitempty"`
+	Total    time.Duration `json:"total"`
 }
 
 // Error is a unit that did not come back healthy; the units after it were not
-// restarted.
+// checked or restarted.
 type Error struct {
 	Host, Unit string
 	Err        error
-	// Done are the units restarted (and healthy) before; Pending those not
-	// restarted because of this failure.
+	// Done are the units restarted or reloaded (and healthy) before; Pending
+	// those not checked or restarted because of this failure.
 	Done, Pending []string
 	BackupDir     string
 }
@@ -170,10 +186,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s on %s did not come back healthy after the certificate renewal: %v", e.Unit, e.Host, e.Err)
 	if len(e.Done) > 0 {
-		fmt.Fprintf(&b, "\nrestarted and healthy before it: %s", strings.Join(e.Done, ", "))
+		fmt.Fprintf(&b, "\non the new certificates and healthy before it: %s", strings.Join(e.Done, ", "))
 	}
 	if len(e.Pending) > 0 {
-		fmt.Fprintf(&b, "\nnot restarted (the sequence stopped here): %s", strings.Join(e.Pending, ", "))
+		fmt.Fprintf(&b, "\nnot checked or restarted (the sequence stopped here): %s", strings.Join(e.Pending, ", "))
 	}
 	if e.BackupDir != "" {
 		fmt.Fprintf(&b, "\nthe replaced files are in %s (pki/ and kubeconfig/): to roll back, copy them over the renewed ones and restart %s", e.BackupDir, e.Unit)
@@ -183,24 +199,40 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Run restarts the units one at a time, in order, each only once the one
-// before it is healthy. The first unit that does not get healthy stops the
-// sequence with an *Error.
+// Run goes through the units one at a time, in order, each only once the one
+// before it is healthy: a unit that reloads the renewed files by itself is
+// checked (Restarter.reload), the others restarted. The first unit that does
+// not get healthy stops the sequence with an *Error.
 func (r *Restarter) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
-	var res Result
-	units := r.plan.Restarts()
+	var (
+		res  Result
+		done []string
+	)
+	units := r.plan.Units()
 	for i, u := range units {
-		rs, err := r.restart(ctx, u)
+		var err error
+		if s := r.plan.step(u); s.Reload {
+			var (
+				rl *Reloaded
+				rs *Restarted
+			)
+			if rl, rs, err = r.reload(ctx, s); rl != nil {
+				res.Reloaded = append(res.Reloaded, *rl)
+			} else if rs != nil {
+				res.Restarted = append(res.Restarted, *rs)
+			}
+		} else {
+			var rs Restarted
+			if rs, err = r.restart(ctx, u); err == nil {
+				res.Restarted = append(res.Restarted, rs)
+			}
+		}
 		if err != nil {
 			res.Total = time.Since(start)
-			var done []string
-			for _, d := range res.Restarted {
-				done = append(done, d.Unit)
-			}
 			return res, &Error{Host: r.o.Host.Name(), Unit: u, Err: err, Done: done, Pending: units[i+1:], BackupDir: r.o.BackupDir}
 		}
-		res.Restarted = append(res.Restarted, rs)
+		done = append(done, u)
 	}
 	res.Total = time.Since(start)
 	return res, nil
@@ -365,7 +397,23 @@ func (r *Restarter) controlPlaneOps(ctx context.Context, name string) (unitOps, 
 	if err != nil {
 		return unitOps{}, fmt.Errorf("the cluster CA %s: %w", caPath, err)
 	}
+	var serves map[string]servedCert
+	if name == controlplane.APIServer {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return unitOps{}, fmt.Errorf("the cluster CA %s: no PEM certificate in it", caPath)
+		}
+		// The secure port, where the health check asks too: /readyz answers
+		// anyone, so the handshake needs no client certificate.
+		serves = map[string]servedCert{certs.CertAPIServer: {
+			name: certs.CertAPIServer, file: c.Args["tls-cert-file"], url: c.HealthURL,
+			tlsConfig: func(context.Context) (*tls.Config, error) {
+				return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+			},
+		}}
+	}
 	return unitOps{
+		serves: serves,
 		trigger: func(ctx context.Context) (string, <-chan error, error) {
 			res, err := controlplane.Ensure(ctx, h, c, o.Logf)
 			if err != nil {

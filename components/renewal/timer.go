@@ -25,7 +25,7 @@ const (
 func Service(a config.CertAutoRenew) []byte {
 	return []byte(`# Certificate renewal, written by kubeforge. Schedule: ` + TimerName + `
 [Unit]
-Description=kubeforge certificate renewal: renew what expires within ` + string(a.RenewBefore) + `, restart its readers one at a time
+Description=kubeforge certificate renewal: renew what expires within ` + string(a.RenewBefore) + `, check or restart its readers one at a time
 Documentation=https://github.com/kubeforge/kubeforge
 After=etcd.service kube-apiserver.service kube-controller-manager.service kube-scheduler.service
 

@@ -32,9 +32,10 @@ type certFacts struct {
 
 // TestRenew renews every certificate of a running control-plane host with
 // `kubeforge certs renew all`, driven over ssh the way an operator would, and
-// checks that the affected units were restarted one at a time, in order, and
-// are healthy, that the certificates kept their names and CA, and that a
-// later `kubeforge init` finds the control plane unchanged.
+// checks that etcd and kube-apiserver were not restarted but serve the renewed
+// certificates, that the other affected units were restarted one at a time,
+// in order, and are healthy, that the certificates kept their names and CA,
+// and that a later `kubeforge init` finds the control plane unchanged.
 func TestRenew(t *testing.T) {
 	requireE2E(t)
 	bdir := requireBundle(t)
@@ -92,7 +93,7 @@ func TestRenew(t *testing.T) {
 		}
 	})
 
-	var planned []string
+	var planned, reloads []string
 	t.Run("dry run lists files and units and changes nothing", func(t *testing.T) {
 		m := m.with(t)
 		snap, units := m.etcSnapshot(), m.unitStates(t, renewalOrder)
@@ -115,10 +116,16 @@ func TestRenew(t *testing.T) {
 		for _, mm := range regexp.MustCompile(`(?m)^(\S+\.service) \(reads [^)]*\): would restart`).FindAllStringSubmatch(out, -1) {
 			planned = append(planned, mm[1])
 		}
-		for _, must := range []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
+		for _, mm := range regexp.MustCompile(`(?m)^(\S+\.service) \(reads [^)]*\): would not restart: it reloads them by itself`).FindAllStringSubmatch(out, -1) {
+			reloads = append(reloads, mm[1])
+		}
+		for _, must := range []string{"kube-controller-manager.service", "kube-scheduler.service"} {
 			if !slices.Contains(planned, must) {
 				t.Errorf("the dry run does not plan to restart %s (plans %v)", must, planned)
 			}
+		}
+		if want := []string{"etcd.service", "kube-apiserver.service"}; !slices.Equal(reloads, want) {
+			t.Errorf("the dry run says %v reload by themselves, want %v", reloads, want)
 		}
 	})
 	if t.Failed() {
@@ -130,6 +137,7 @@ func TestRenew(t *testing.T) {
 		m := m.with(t)
 		units := m.unitStates(t, renewalOrder)
 		others := m.unitStates(t, []string{"containerd.service", "kubeforge-csr-approver.service"})
+		servedBefore := m.servedSerials(t)
 		start := time.Now()
 		// No --config: the copy init keeps on the host is what it needs.
 		renewOut = m.run(kf + " certs renew all 2>&1")
@@ -147,6 +155,13 @@ func TestRenew(t *testing.T) {
 					t.Errorf("%s was not restarted: pid %d -> %d, active since %d -> %d", u, units[u].pid, after[u].pid, units[u].activeEnter, after[u].activeEnter)
 				}
 				restarted = append(restarted, u)
+			case slices.Contains(reloads, u):
+				if after[u].pid != units[u].pid || after[u].activeEnter != units[u].activeEnter {
+					t.Errorf("%s reloads by itself but was restarted: pid %d -> %d", u, units[u].pid, after[u].pid)
+				}
+				if !regexp.MustCompile(regexp.QuoteMeta(u) + ` \(reads [^)]*\): not restarted: reloaded them by itself, healthy after \S+ \(pid \d+, unchanged\)`).MatchString(renewOut) {
+					t.Errorf("the report does not say %s reloaded by itself", u)
+				}
 			case after[u].pid != units[u].pid:
 				t.Errorf("%s was restarted though it was not planned", u)
 			}
@@ -165,6 +180,15 @@ func TestRenew(t *testing.T) {
 			}
 		}
 		t.Logf("restarts in order:\n%s", strings.Join(lines, "\n"))
+		// etcd and the apiserver serve the renewed certificates: new serials,
+		// those of the files.
+		servedAfter := m.servedSerials(t)
+		for _, d := range []string{"etcd", "kube-apiserver"} {
+			if servedAfter[d] == servedBefore[d] || servedAfter[d] != servedAfter[d+" file"] {
+				t.Errorf("%s serves %s (before %s); its renewed file has %s", d, servedAfter[d], servedBefore[d], servedAfter[d+" file"])
+			}
+		}
+		t.Logf("served serials: before %v, after %v", servedBefore, servedAfter)
 		for u, st := range m.unitStates(t, []string{"containerd.service", "kubeforge-csr-approver.service"}) {
 			if st.pid != others[u].pid {
 				t.Errorf("%s reads no renewed file but was restarted", u)
@@ -221,7 +245,7 @@ func TestRenew(t *testing.T) {
 
 	t.Run("everything healthy on the new certificates", func(t *testing.T) {
 		m := m.with(t)
-		for _, u := range planned {
+		for _, u := range append(slices.Clone(reloads), planned...) {
 			if st := m.run("systemctl is-active " + u); st != "active" {
 				t.Errorf("%s is %s", u, st)
 			}
