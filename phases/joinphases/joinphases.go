@@ -26,6 +26,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeletPhase(),
 		nodephases.KubeProxyPhase(),
 		overlayPhase(),
+		nodephases.NodeRuntimePhase(),
 		nodephases.EtcdBackupPhase(),
 		nodephases.CertRenewPhase(),
 		nodephases.WaitNodePhase(),
