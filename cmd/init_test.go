@@ -94,9 +94,9 @@ func TestEveryPhaseHasASubcommand(t *testing.T) {
 
 func TestRequiredPhaseNames(t *testing.T) {
 	want := map[string]string{
-		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay etcd-backup cert-renew mark-control-plane wait-node addon show-join-command",
-		"join":  "discovery preflight install-binaries certs control-plane-certs kubeconfig etcd control-plane wait-control-plane record-control-plane containerd images kubelet kube-proxy csr-approver overlay etcd-backup cert-renew mark-control-plane wait-node",
-		"reset": "cert-renew etcd-backup overlay etcd units cleanup",
+		"init":  "preflight install-binaries certs kubeconfig etcd control-plane wait-control-plane upload-config upload-certs bootstrap-token containerd images kubelet kube-proxy csr-approver overlay node-runtime etcd-backup cert-renew mark-control-plane wait-node addon show-join-command",
+		"join":  "discovery preflight install-binaries certs control-plane-certs kubeconfig etcd control-plane wait-control-plane record-control-plane containerd images kubelet kube-proxy csr-approver overlay node-runtime etcd-backup cert-renew mark-control-plane wait-node",
+		"reset": "cert-renew etcd-backup node-runtime overlay etcd units cleanup",
 	}
 	for _, wf := range workflows {
 		var names []string

@@ -29,9 +29,9 @@ func init() { register(newNodeCmd) }
 func newNodeCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "node",
-		Short: "Manage the cluster's nodes from a control-plane host",
+		Short: "Manage the cluster's nodes, and run this host's node runtime",
 	}
-	c.AddCommand(newNodeRemoveCmd())
+	c.AddCommand(newNodeRemoveCmd(), newNodeRunCmd(), newNodeStatusCmd())
 	return c
 }
 

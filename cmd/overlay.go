@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
+	"github.com/kubeforge/kubeforge/components/noderuntime"
 	"github.com/kubeforge/kubeforge/components/overlay"
 	"github.com/kubeforge/kubeforge/phases/resetphases"
 )
@@ -22,40 +20,9 @@ func init() { register(newOverlayCmd) }
 func newOverlayCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "overlay",
-		Short: "Run and inspect the VXLAN overlay agent of this node",
+		Short: "Inspect and remove the VXLAN overlay agent of this node (it runs inside " + noderuntime.UnitName + ")",
 	}
-	c.AddCommand(newOverlayRunCmd(), newOverlayStatusCmd(), newOverlayResetCmd())
-	return c
-}
-
-func newOverlayRunCmd() *cobra.Command {
-	var path string
-	c := &cobra.Command{
-		Use:   "run",
-		Short: "Run the overlay agent (what " + overlay.UnitName + " starts)",
-		Long: `Run the overlay agent in the foreground: acquire this node's subnet from its
-subnet manager (kube: the Node's spec.podCIDR, with the VTEP published as
-annotations on the Node; etcd: a lease in etcd), program the VXLAN device, write
-subnet.env and the CNI config, install the iptables rules, then follow every
-node's subnet until SIGTERM. Stopping keeps the subnet, so a restart finds it.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := overlay.LoadConfig(path)
-			if err != nil {
-				return err
-			}
-			// journald timestamps each line already.
-			logger := log.New(os.Stderr, "", 0)
-			a, err := overlay.New(cfg, overlay.Options{Logf: logger.Printf})
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return a.Run(ctx)
-		},
-	}
-	c.Flags().StringVar(&path, "config", overlay.ConfigPath, "Path to the agent's configuration file")
+	c.AddCommand(newOverlayStatusCmd(), newOverlayResetCmd())
 	return c
 }
 

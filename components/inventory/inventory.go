@@ -2,7 +2,9 @@
 // "which binaries does this host need" and "what does reset remove" have one
 // answer each, assembled from what the components declare about themselves.
 // The overlay and the etcd backup timer own their reset entirely (their phases
-// remove what they wrote) and are not listed.
+// remove what they wrote) and are not listed; the node runtime (the overlay
+// agent, the CSR approver, the API load balancer in one unit) is, so reset
+// also takes away a unit its own phase missed.
 package inventory
 
 import (
@@ -14,8 +16,8 @@ import (
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/kubelet"
-	"github.com/kubeforge/kubeforge/components/kubelet/csrapprover"
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
+	"github.com/kubeforge/kubeforge/components/noderuntime"
 )
 
 // All are the components in install order; reset removes them in reverse.
@@ -26,7 +28,7 @@ func All() []component.Footprint {
 		containerd.Footprint,
 		kubelet.Footprint,
 		kubeproxy.Footprint,
-		csrapprover.Footprint,
+		noderuntime.Footprint,
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeforge/kubeforge/components/noderuntime"
 	"github.com/kubeforge/kubeforge/components/overlay/cni"
 	"github.com/kubeforge/kubeforge/components/overlay/subnet"
 	"github.com/kubeforge/kubeforge/components/overlay/vxlan"
@@ -21,8 +22,10 @@ import (
 
 // Where the agent's pieces live on a node.
 const (
-	UnitName       = "kubeforge-overlay.service"
-	BinaryPath     = "/usr/local/bin/kubeforge"
+	// UnitName is the unit the agent runs in: the node runtime, one process
+	// with the host's other kubeforge features.
+	UnitName       = noderuntime.UnitName
+	BinaryPath     = noderuntime.BinaryPath
 	ConfigPath     = "/etc/kubeforge/overlay.yaml"
 	DefaultHealth  = "127.0.0.1:9473"
 	defaultTTL     = subnet.DefaultTTL

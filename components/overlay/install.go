@@ -3,15 +3,12 @@ package overlay
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,44 +23,6 @@ import (
 	"github.com/kubeforge/kubeforge/components/overlay/subnet"
 	"github.com/kubeforge/kubeforge/components/overlay/vxlan"
 )
-
-// Unit is kubeforge-overlay.service. Every directive loads on systemd 219
-// (CentOS 7); the test runs it through etcd.LintUnit.
-//
-//   - Type=notify: the agent reports ready once its lease is held, the device
-//     and CNI config are in place and every peer is programmed, so "active" means
-//     pods can be networked, and `systemctl start` (the phase) waits for exactly
-//     that.
-//   - No Before=kubelet.service: with the kube backend the agent waits for the
-//     Node the kubelet registers; the kubelet reports NotReady until the CNI
-//     config appears, and needs nothing else from the agent.
-//   - TimeoutStartSec=120: an agent that cannot reach its store (or whose Node
-//     gets no podCIDR within 90 s) keeps retrying inside or fails; after two
-//     minutes systemd restarts it, which shows in the journal.
-//   - Restart=always, RestartSec=5s, StartLimitInterval=0 (in [Service], where
-//     219 reads it): the pod network is never given up on.
-//   - No secrets: the config file holds only paths to the certificate and key.
-func Unit() []byte {
-	return []byte(`# kubeforge overlay agent, written by kubeforge. Settings: ` + ConfigPath + `
-[Unit]
-Description=kubeforge overlay network agent (VXLAN)
-Documentation=https://github.com/kubeforge/kubeforge
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=notify
-ExecStart=` + BinaryPath + ` overlay run --config ` + ConfigPath + `
-Restart=always
-RestartSec=5s
-StartLimitInterval=0
-TimeoutStartSec=120
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`)
-}
 
 // AgentConfigFor is the agent's config for node of cluster c, with the network
 // from spec.networking. With the kube backend (the default) the agent acts as
@@ -113,9 +72,6 @@ type InstallOptions struct {
 	// KubeconfigDir holds kubelet.conf, the node's own credential the kube
 	// backend uses; "" means certs.DefaultKubeconfigDir.
 	KubeconfigDir string
-	// Executable is the kubeforge binary to install as BinaryPath; "" means the
-	// running one (os.Executable).
-	Executable string
 	// Admin, when set (init, on the control plane), applies the RBAC that lets
 	// nodes read every Node (kube backend).
 	Admin kubernetes.Interface
@@ -133,13 +89,14 @@ type Result struct {
 	Detail  string
 }
 
-// Install puts the agent on the node: the kubeforge binary, the config and unit
-// (and, with the etcd backend only, the overlay's etcd client certificate,
-// issued from the etcd CA when the host holds its key), and starts (or, when
-// any of them changed, restarts) the unit. With the kube backend the node's
-// kubelet.conf must exist: the kubelet phase writes it, and the agent waits for
-// the Node the kubelet registers. Every step compares before it writes, so a
-// rerun on a converged node changes nothing.
+// Install writes the agent's config (and, with the etcd backend only, the
+// overlay's etcd client certificate, issued from the etcd CA when the host
+// holds its key). The agent itself runs inside the node runtime
+// (components/noderuntime, UnitName), whose phase starts it, or restarts it
+// when the config changed. With the kube backend the node's kubelet.conf must
+// exist: the kubelet phase writes it, and the agent waits for the Node the
+// kubelet registers. Every step compares before it writes, so a rerun on a
+// converged node changes nothing.
 func Install(ctx context.Context, o InstallOptions) (Result, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -190,21 +147,6 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 		}
 	}
 
-	exe := o.Executable
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			return Result{}, fmt.Errorf("finding the kubeforge binary to install: %w", err)
-		}
-	}
-	binChanged, err := installBinary(ctx, h, exe)
-	if err != nil {
-		return Result{}, err
-	}
-	if binChanged {
-		changed = append(changed, "binary")
-		o.Logf("installed %s from %s", BinaryPath, exe)
-	}
-
 	data, err := cfg.Marshal()
 	if err != nil {
 		return Result{}, err
@@ -226,15 +168,6 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 		changed = append(changed, "config")
 		o.Logf("wrote %s", ConfigPath)
 	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit())
-	if err != nil {
-		return Result{}, err
-	}
-	if unitChanged {
-		changed = append(changed, "unit")
-		o.Logf("wrote %s", UnitName)
-	}
-
 	if o.StoreNetwork && cfg.Backend == BackendEtcd {
 		if o.DryRun {
 			o.Logf("would store the network config in etcd: %s, /%d per node, vni %d, port %d", cfg.Network.Network, cfg.Network.SubnetLen, cfg.Network.VNI, cfg.Network.Port)
@@ -250,64 +183,11 @@ func Install(ctx context.Context, o InstallOptions) (Result, error) {
 		}
 	}
 
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return Result{}, err
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
-	}
-	switch {
-	case st.Active() && len(changed) > 0:
-		if err := h.Units().Restart(ctx, UnitName); err != nil {
-			return Result{}, withJournal(ctx, h, err)
-		}
-		o.Logf("restarted %s (%s changed)", UnitName, strings.Join(changed, ", "))
-	case !st.Active():
-		if err := h.Units().Start(ctx, UnitName); err != nil {
-			return Result{}, withJournal(ctx, h, err)
-		}
-		changed = append(changed, "started")
-		o.Logf("started %s", UnitName)
-	}
-	detail := "overlay agent running"
-	if !o.DryRun {
-		if s, err := remoteStatus(ctx, h); err != nil {
-			return Result{}, err
-		} else {
-			detail = fmt.Sprintf("overlay agent running: %s holds %s on %s, %d peers programmed", s.Node, s.Subnet, s.Device, len(s.Peers))
-		}
-	}
+	detail := "overlay agent configured: " + ConfigPath
 	if len(changed) == 0 {
 		return Result{Detail: detail + " (unchanged)"}, nil
 	}
-	return Result{Changed: true, Detail: detail}, nil
-}
-
-// installBinary copies exe to BinaryPath on h unless the same bytes are there.
-func installBinary(ctx context.Context, h host.Host, exe string) (bool, error) {
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", exe, err)
-	}
-	sum := sha256.Sum256(data)
-	want := hex.EncodeToString(sum[:])
-	if fi, err := h.Stat(ctx, BinaryPath); err == nil && fi.Size == int64(len(data)) {
-		c := host.Cmd{Argv: []string{"sha256sum", BinaryPath}, ReadOnly: true}
-		if r, err := h.Run(ctx, c); err == nil && r.OK() {
-			got, _, _ := strings.Cut(strings.TrimSpace(string(r.Stdout)), " ")
-			if got == want {
-				return false, nil
-			}
-		}
-	} else if err != nil && !host.IsNotExist(err) {
-		return false, err
-	}
-	// Atomic replace: a running agent keeps its old executable until restarted.
-	if err := h.WriteFile(ctx, BinaryPath, data, host.WriteOptions{Mode: 0o755}); err != nil {
-		return false, err
-	}
-	return true, nil
+	return Result{Changed: true, Detail: detail + " (" + strings.Join(changed, ", ") + ")"}, nil
 }
 
 // storeNetwork writes the network config to etcd, reading the client
@@ -327,9 +207,9 @@ func storeNetwork(ctx context.Context, h host.Host, cfg *Config) (bool, error) {
 	return created, nil
 }
 
-// remoteStatus asks the agent on h for its status through the installed binary,
-// which works the same over SSH as locally.
-func remoteStatus(ctx context.Context, h host.Host) (*Status, error) {
+// RemoteStatus asks the agent on h for its status through the installed
+// binary, which works the same over SSH as locally.
+func RemoteStatus(ctx context.Context, h host.Host) (*Status, error) {
 	c := host.Cmd{Argv: []string{BinaryPath, "overlay", "status", "-o", "json"}, ReadOnly: true}
 	r, err := h.Run(ctx, c)
 	if err != nil {

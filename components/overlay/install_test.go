@@ -5,25 +5,7 @@ import (
 	"testing"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
-	"github.com/kubeforge/kubeforge/components/etcd"
 )
-
-func TestUnitLoadsOnSystemd219(t *testing.T) {
-	u := string(Unit())
-	if err := etcd.LintUnit(Unit()); err != nil {
-		t.Fatalf("unit uses directives systemd 219 does not load: %v\n%s", err, u)
-	}
-	for _, want := range []string{"Type=notify", "ExecStart=/usr/local/bin/kubeforge overlay run --config /etc/kubeforge/overlay.yaml", "Restart=always", "StartLimitInterval=0", "WantedBy=multi-user.target"} {
-		if !strings.Contains(u, want) {
-			t.Errorf("unit lacks %q:\n%s", want, u)
-		}
-	}
-	for _, bad := range []string{"StateDirectory", "TasksMax", "StartLimitIntervalSec", "ExecCondition", ".key"} {
-		if strings.Contains(u, bad) {
-			t.Errorf("unit contains %q", bad)
-		}
-	}
-}
 
 func TestAgentConfigForKube(t *testing.T) {
 	c := config.Default()

@@ -14,6 +14,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/noderuntime"
 	"github.com/kubeforge/kubeforge/components/overlay/cni"
 	"github.com/kubeforge/kubeforge/components/overlay/iptables"
 	"github.com/kubeforge/kubeforge/components/overlay/subnet"
@@ -80,26 +81,15 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 		node = cfg.NodeName
 	}
 
-	// The agent first, so it cannot put anything back.
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return Result{}, err
+	// The agent first, so it cannot put anything back: it runs inside the
+	// node runtime (and, on a host not upgraded yet, in its own unit), which
+	// goes whole; reset takes the other features away too.
+	removed, err := noderuntime.Remove(ctx, h, func(string, ...any) {})
+	for _, u := range removed {
+		done = append(done, "stopped and removed "+u)
 	}
-	if st.LoadState != "not-found" && st.LoadState != "" {
-		if st.Active() || st.ActiveState == "activating" || st.ActiveState == "failed" {
-			if err := h.Units().Stop(ctx, UnitName); err != nil {
-				return Result{}, err
-			}
-			done = append(done, "stopped "+UnitName)
-		}
-		if err := h.Units().Disable(ctx, UnitName); err != nil {
-			errs = append(errs, err)
-		}
-		if err := h.Units().RemoveUnit(ctx, UnitName); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "removed "+UnitName)
-		}
+	if err != nil {
+		errs = append(errs, err)
 	}
 
 	switch {
@@ -178,7 +168,7 @@ func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 // without any of them has nothing left to reset (and reset can skip it without
 // asking systemd, which may not even run there).
 func Present(ctx context.Context, h host.Host) (bool, error) {
-	for _, p := range []string{ConfigPath, "/etc/systemd/system/" + UnitName, cni.DefaultConfPath, cni.DefaultSubnetEnvPath} {
+	for _, p := range []string{ConfigPath, "/etc/systemd/system/" + UnitName, "/etc/systemd/system/" + noderuntime.LegacyUnits[0], cni.DefaultConfPath, cni.DefaultSubnetEnvPath} {
 		_, err := h.Stat(ctx, p)
 		if err == nil {
 			return true, nil

@@ -49,11 +49,11 @@ func TestMapping(t *testing.T) {
 		"front-proxy-client":       {UnitAPIServer},
 		"etcd-server":              {UnitEtcd},
 		"etcd-peer":                {UnitEtcd},
-		"etcd-overlay-client":      {"kubeforge-overlay.service"},
+		"etcd-overlay-client":      {"kubeforge-node.service"},
 		"controller-manager.conf":  {"kube-controller-manager.service"},
 		"scheduler.conf":           {"kube-scheduler.service"},
 		"kubelet.conf":             {"kubelet.service"},
-		"kube-proxy.conf":          {"kube-proxy.service"},
+		"kube-proxy.conf":          {"kube-proxy.service", "kubeforge-node.service"},
 		"admin.conf":               nil,
 		"super-admin.conf":         nil,
 	}
@@ -83,7 +83,7 @@ func TestAffectedIsOrderedAndDeduplicated(t *testing.T) {
 	got := Affected([]string{"kube-proxy.conf", "scheduler.conf", "admin.conf", "apiserver", "etcd-peer", "front-proxy-client",
 		"etcd-server", "controller-manager.conf", "etcd-overlay-client", "kubelet.conf"})
 	want := []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service",
-		"kubelet.service", "kube-proxy.service", "kubeforge-overlay.service"}
+		"kubelet.service", "kube-proxy.service", "kubeforge-node.service"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Affected = %v\nwant       %v", got, want)
 	}

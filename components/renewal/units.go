@@ -138,7 +138,7 @@ var readers = map[string][]reader{
 	certs.KubeconfigControllerManager: {{UnitControllerManager, false}},
 	certs.KubeconfigScheduler:         {{UnitScheduler, false}},
 	certs.KubeconfigKubelet:           {{UnitKubelet, false}},
-	certs.KubeconfigKubeProxy:         {{UnitKubeProxy, false}},
+	certs.KubeconfigKubeProxy:         {{UnitKubeProxy, false}, {UnitOverlay, false}}, // the node runtime's API balancer reads the EndpointSlices with it
 }
 
 // reader is one unit reading one renewable file.

@@ -37,6 +37,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeProxyPhase(),
 		r.csrApproverPhase(),
 		r.overlayPhase(),
+		nodephases.NodeRuntimePhase(),
 		nodephases.EtcdBackupPhase(),
 		nodephases.CertRenewPhase(),
 		r.markControlPlanePhase(),

@@ -19,9 +19,11 @@ import (
 func (r *run) csrApproverPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "csr-approver",
-		Short: "Install kubeforge's approver of kubelet serving and kube-proxy CSRs",
+		Short: "Set up kubeforge's approver of kubelet serving and kube-proxy CSRs (its identity and RBAC)",
 		Long: `Kubernetes signs kubelet serving certificates once approved but never approves
-them. This installs ` + csrapprover.UnitName + ` on the control-plane host: it
+them. This gives the approver its identity on the control-plane host (RBAC and
+` + csrapprover.KubeconfigName + `); it runs inside the node runtime, which the node-runtime
+phase starts. It
 approves a kubelet serving CSR only from the node identity of an existing Node
 and only for that node's own name and the address the cluster configuration
 records for it (never the API server's names, the service network, the
@@ -48,9 +50,9 @@ the Node of a worker whose 'kubeforge reset' asked for it.`,
 				return err
 			}
 			if !changed {
-				return workflow.Unchanged("%s installed and running", csrapprover.UnitName)
+				return workflow.Unchanged("%s and the approver's RBAC are current", csrapprover.KubeconfigName)
 			}
-			data.Logger().Printf("%s running", csrapprover.UnitName)
+			data.Logger().Printf("%s and the approver's RBAC are in place", csrapprover.KubeconfigName)
 			return nil
 		},
 	}

@@ -14,17 +14,17 @@ func (r *run) overlayPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "overlay",
 		Short: "Set up the VXLAN overlay on this node",
-		Long: `Install the overlay agent on this host: the kubeforge binary as
-/usr/local/bin/kubeforge, /etc/kubeforge/overlay.yaml and ` + overlay.UnitName + `,
-and start it. With the kube backend (spec.networking.overlay.backend, the default)
+		Long: `Configure the overlay agent on this host: /etc/kubeforge/overlay.yaml (the
+agent runs inside ` + overlay.UnitName + `, which the node-runtime phase starts). With the kube backend (spec.networking.overlay.backend, the default)
 the agent acts as this node (kubelet.conf): it waits for the Node the kubelet
 registered to get its spec.podCIDR from kube-controller-manager, publishes its
 VTEP MAC and address as annotations on it, and follows every Node. With the etcd
 backend the phase first stores the pod network in etcd under
 /kubeforge/network/config (a different one there is an error: the pod network of a
 running cluster cannot change) and issues the agent's etcd client certificate
-(etcd/overlay-client). The phase ends when the agent holds its subnet and has
-programmed every peer; it runs after the kubelet phase, which registers the Node.
+(etcd/overlay-client). It runs after the kubelet phase, which registers the Node;
+the node-runtime phase after it ends when the agent holds its subnet and has
+programmed every peer.
 On a control-plane host it first applies ClusterRole and ClusterRoleBinding
 ` + overlay.NodeReaderName + `: nodes may read (not write) every Node, which the
 Node authorizer of Kubernetes 1.32+ leaves to RBAC.`,

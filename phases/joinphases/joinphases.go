@@ -40,6 +40,7 @@ func Phases() []workflow.Phase {
 		nodephases.KubeProxyPhase(),
 		cp.CSRApprover,
 		overlayPhase(),
+		nodephases.NodeRuntimePhase(),
 		nodephases.EtcdBackupPhase(),
 		nodephases.CertRenewPhase(),
 		cp.MarkControlPlane,

@@ -11,15 +11,14 @@ func overlayPhase() workflow.Phase {
 	return workflow.Phase{
 		Name:  "overlay",
 		Short: "Set up the VXLAN overlay on this node",
-		Long: `Install the overlay agent on this host: the kubeforge binary as
-/usr/local/bin/kubeforge, /etc/kubeforge/overlay.yaml and ` + overlay.UnitName + `,
-and start it. With the kube backend (the default) the agent uses this node's own
+		Long: `Configure the overlay agent on this host: /etc/kubeforge/overlay.yaml (the
+agent runs inside ` + overlay.UnitName + `, which the node-runtime phase starts). With the kube backend (the default) the agent uses this node's own
 credential (kubelet.conf, from the kubelet phase before this one): it waits for
 its Node's spec.podCIDR, publishes its VTEP as annotations on its own Node, and
 follows every Node; the host needs no etcd credential. With the etcd backend
 (only for hosts with the etcd role; others are refused) it uses the etcd client
-certificate etcd/overlay-client from the etcd hand-over. The phase ends when the
-agent holds its subnet and every peer is programmed.`,
+certificate etcd/overlay-client from the etcd hand-over. The node-runtime phase
+after it ends when the agent holds its subnet and every peer is programmed.`,
 		Run: func(d workflow.RunData) error {
 			data, err := rundata.From(d, "overlay")
 			if err != nil {

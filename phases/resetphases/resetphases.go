@@ -21,6 +21,7 @@ func Phases() []workflow.Phase {
 	return []workflow.Phase{
 		certRenewPhase(),
 		etcdBackupPhase(),
+		nodeRuntimePhase(),
 		overlayPhase(),
 		etcdPhase(),
 		unitsPhase(),

@@ -83,7 +83,7 @@ func (l *nodesLab) prepare(hosts ...string) {
 // explained by them, and the lab is gone once the test ends.
 func (l *nodesLab) controlPlaneJournals() string {
 	var b strings.Builder
-	for _, u := range []string{"kubeforge-csr-approver", "kube-controller-manager", "kube-apiserver", "etcd"} {
+	for _, u := range []string{"kubeforge-node", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		out, _ := l.ssh("master01", "journalctl --no-pager -o short-monotonic -n 40 -u "+u, nil)
 		fmt.Fprintf(&b, "--- master01 journal of %s ---\n%s\n", u, out)
 	}

@@ -367,7 +367,7 @@ func (l *ovLab) leaseTime(host string) float64 {
 			Msg string `json:"MESSAGE"`
 			TS  string `json:"__REALTIME_TIMESTAMP"`
 		}
-		if json.Unmarshal([]byte(line), &e) != nil || !strings.HasPrefix(e.Msg, "holding subnet") {
+		if json.Unmarshal([]byte(line), &e) != nil || !strings.HasPrefix(strings.TrimPrefix(e.Msg, "[overlay] "), "holding subnet") {
 			continue
 		}
 		us, _ := strconv.ParseInt(e.TS, 10, 64)
@@ -437,12 +437,18 @@ func TestOverlay(t *testing.T) {
 	}
 	install := func(host, verb string) string {
 		l.put(host, "/root/kubeforge", bin, 0o755)
-		out, err := l.ssh(host, fmt.Sprintf("/root/kubeforge %s phase overlay --config /root/cluster.yaml --node-name %s", verb, host), nil)
-		if err != nil {
-			t.Fatalf("%s: %s phase overlay: %v\n%s\njournal:\n%s", host, verb, err, out, l.journal(host))
+		// The overlay phase writes the agent's config; the node-runtime
+		// phase starts the one kubeforge process the agent runs in.
+		var all string
+		for _, phase := range []string{"overlay", "node-runtime"} {
+			out, err := l.ssh(host, fmt.Sprintf("/root/kubeforge %s phase %s --config /root/cluster.yaml --node-name %s", verb, phase, host), nil)
+			if err != nil {
+				t.Fatalf("%s: %s phase %s: %v\n%s\njournal:\n%s", host, verb, phase, err, out, l.journal(host))
+			}
+			t.Logf("%s: %s phase %s:\n%s", host, verb, phase, out)
+			all += out
 		}
-		t.Logf("%s: %s phase overlay:\n%s", host, verb, out)
-		return out
+		return all
 	}
 
 	st := map[string]overlay.Status{}
@@ -479,8 +485,10 @@ func TestOverlay(t *testing.T) {
 			t.Errorf("master01's overlay client key is not 0600")
 		}
 		// A second run changes nothing.
-		if out := install("node01", "join"); !strings.Contains(out, "unchanged") {
-			t.Errorf("second join phase overlay was not unchanged:\n%s", out)
+		for _, phase := range []string{"overlay", "node-runtime"} {
+			if out := l.run("node01", "/root/kubeforge join phase "+phase+" --config /root/cluster.yaml --node-name node01"); !strings.Contains(out, "unchanged") {
+				t.Errorf("second join phase %s was not unchanged:\n%s", phase, out)
+			}
 		}
 		if u := l.run("node02", "systemctl show -p Type,ActiveState,SubState "+overlay.UnitName); !strings.Contains(u, "Type=notify") || !strings.Contains(u, "ActiveState=active") {
 			t.Errorf("unit: %s", u)
@@ -699,7 +707,7 @@ func (l *ovLab) checkClean(t *testing.T, host, sub string) {
 		"iptables":      "iptables-save | grep KUBEFORGE || true",
 		"files":         "ls /etc/cni/net.d/10-kubeforge.conflist /run/kubeforge/subnet.env /etc/kubeforge/overlay.yaml /var/lib/cni/networks/kubeforge 2>/dev/null || true",
 		"unit":          "systemctl list-unit-files " + overlay.UnitName + " --no-legend || true",
-		"agent process": "pgrep -f '[k]ubeforge overlay run' || true",
+		"agent process": "pgrep -f '[k]ubeforge node run' || true",
 	}
 	names := make([]string, 0, len(checks))
 	for n := range checks {

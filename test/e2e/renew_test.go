@@ -136,7 +136,7 @@ func TestRenew(t *testing.T) {
 	t.Run("renew all restarts the affected units one at a time", func(t *testing.T) {
 		m := m.with(t)
 		units := m.unitStates(t, renewalOrder)
-		others := m.unitStates(t, []string{"containerd.service", "kubeforge-csr-approver.service"})
+		others := m.unitStates(t, []string{"containerd.service"})
 		servedBefore := m.servedSerials(t)
 		start := time.Now()
 		// No --config: the copy init keeps on the host is what it needs.
@@ -189,7 +189,7 @@ func TestRenew(t *testing.T) {
 			}
 		}
 		t.Logf("served serials: before %v, after %v", servedBefore, servedAfter)
-		for u, st := range m.unitStates(t, []string{"containerd.service", "kubeforge-csr-approver.service"}) {
+		for u, st := range m.unitStates(t, []string{"containerd.service"}) {
 			if st.pid != others[u].pid {
 				t.Errorf("%s reads no renewed file but was restarted", u)
 			}
@@ -317,7 +317,7 @@ func TestRenew(t *testing.T) {
 
 // renewalOrder is the restart order kubeforge promises.
 var renewalOrder = []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service",
-	"kubelet.service", "kube-proxy.service", "kubeforge-overlay.service"}
+	"kubelet.service", "kube-proxy.service", "kubeforge-node.service"}
 
 // kubeconfigCert is a shell command printing the client certificate embedded in
 // a kubeconfig as PEM.

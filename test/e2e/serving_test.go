@@ -30,7 +30,8 @@ import (
 // (system:node:node01); workers have no kubectl installed, the bundle's is used.
 const kubectlAsNode01 = "/opt/kubeforge/bundle/bin/kubectl --kubeconfig /etc/kubernetes/kubelet.conf "
 
-const approverUnit = "kubeforge-csr-approver.service"
+// approverUnit is where the approver runs: the node runtime.
+const approverUnit = "kubeforge-node.service"
 
 // servingCSR is a kubelet serving CSR as a kubelet makes it: subject
 // CN=system:node:<node>, O=system:nodes, with the given names.

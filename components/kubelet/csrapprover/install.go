@@ -3,11 +3,9 @@ package csrapprover
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
-	"os"
 	"path"
 	"time"
 
@@ -24,14 +22,10 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 )
 
-// Names on a control-plane host.
-const (
-	UnitName       = "kubeforge-csr-approver.service"
-	KubeconfigName = "csr-approver.conf"
-	// BinaryPath is where the unit runs kubeforge from; the running kubeforge
-	// installs itself there.
-	BinaryPath = "/usr/local/bin/kubeforge"
-)
+// KubeconfigName is the approver's kubeconfig in the --kubeconfig-dir of a
+// control-plane host. The approver runs inside the node runtime
+// (components/noderuntime) with this identity.
+const KubeconfigName = "csr-approver.conf"
 
 // RBAC is the least the approver needs: read CSRs and Nodes, approve for the two
 // signers it handles and no other, and delete Nodes that asked for it. It also
@@ -117,28 +111,6 @@ func EnsureRBAC(ctx context.Context, c kubernetes.Interface) ([]string, error) {
 	return changed, nil
 }
 
-// Unit runs the approver. After= the apiserver only orders a local start; the
-// approver itself retries until the API answers, so it also works on hosts
-// whose apiserver is elsewhere. apiserverCert is this host's apiserver
-// certificate, whose SANs no kubelet serving certificate may carry.
-func Unit(kubeconfig, apiserverCert string) []byte {
-	return []byte(`# kubeforge's approver of kubelet serving and kube-proxy CSRs, written by kubeforge.
-[Unit]
-Description=kubeforge CSR approver (kubelet serving and kube-proxy certificates)
-After=network-online.target kube-apiserver.service
-Wants=network-online.target
-
-[Service]
-ExecStart=` + BinaryPath + ` csr-approver --kubeconfig=` + kubeconfig + ` --apiserver-cert=` + apiserverCert + `
-Restart=always
-RestartSec=5
-StartLimitInterval=0
-
-[Install]
-WantedBy=multi-user.target
-`)
-}
-
 // InstallOptions are what Install needs.
 type InstallOptions struct {
 	Host          host.Host
@@ -147,19 +119,17 @@ type InstallOptions struct {
 	CertDir       string
 	KubeconfigDir string
 	// Admin applies the RBAC.
-	Admin kubernetes.Interface
-	// Self is the kubeforge executable to install at BinaryPath (os.Executable()
-	// when empty): the unit must not depend on wherever kubeforge was run from.
-	Self   string
+	Admin  kubernetes.Interface
 	DryRun bool
 	Logf   func(format string, a ...any)
 	Now    func() time.Time
 }
 
 // Install sets the approver up on a control-plane host holding the cluster CA:
-// RBAC, a client certificate of its own (csr-approver.conf, renewed when less
-// than a third of its validity is left), kubeforge at BinaryPath and the unit,
-// started. It reports whether anything changed.
+// RBAC and a client certificate of its own (csr-approver.conf, renewed when
+// less than a third of its validity is left). The node runtime's phase starts
+// it (or restarts it when the kubeconfig changed). It reports whether anything
+// changed.
 func Install(ctx context.Context, o InstallOptions) (bool, error) {
 	h := o.Host
 	if o.Logf == nil {
@@ -182,17 +152,6 @@ func Install(ctx context.Context, o InstallOptions) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: the CSR approver's certificate is issued from the cluster CA: %w", h.Name(), err)
 	}
-	self := o.Self
-	if self == "" {
-		if self, err = os.Executable(); err != nil {
-			return false, err
-		}
-	}
-	bin, err := os.ReadFile(self)
-	if err != nil {
-		return false, fmt.Errorf("reading kubeforge's own executable %s: %w", self, err)
-	}
-
 	changed := false
 	rbac, err := EnsureRBAC(ctx, o.Admin)
 	if err != nil {
@@ -217,42 +176,7 @@ func Install(ctx context.Context, o InstallOptions) (bool, error) {
 		o.Logf("issued %s (CN %s)", kcPath, User)
 		changed = true
 	}
-	have, err := h.ReadFile(ctx, BinaryPath)
-	if err != nil && !host.IsNotExist(err) {
-		return false, err
-	}
-	binChanged := sha256.Sum256(have) != sha256.Sum256(bin)
-	if binChanged {
-		if err := h.WriteFile(ctx, BinaryPath, bin, host.WriteOptions{Mode: 0o755}); err != nil {
-			return false, err
-		}
-		o.Logf("installed %s", BinaryPath)
-		changed = true
-	}
-	unitChanged, err := h.Units().WriteUnit(ctx, UnitName, Unit(kcPath, path.Join(o.CertDir, "apiserver.crt")))
-	if err != nil {
-		return false, err
-	}
-	if err := h.Units().Enable(ctx, UnitName); err != nil {
-		return false, err
-	}
-	st, err := h.Units().Status(ctx, UnitName)
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case !st.Active():
-		err = h.Units().Start(ctx, UnitName)
-		changed = true
-	case unitChanged || binChanged || changed:
-		err = h.Units().Restart(ctx, UnitName)
-		changed = true
-	}
-	if err != nil {
-		lines, _ := h.Units().Journal(ctx, UnitName, 5)
-		return changed, fmt.Errorf("%s: starting %s: %v %v", h.Name(), UnitName, err, lines)
-	}
-	return changed || unitChanged, nil
+	return changed, nil
 }
 
 // validKubeconfig reports whether an existing approver kubeconfig can stay: same
