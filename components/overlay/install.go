@@ -96,7 +96,8 @@ type Result struct {
 // when the config changed. With the kube backend the node's kubelet.conf must
 // exist: the kubelet phase writes it, and the agent waits for the Node the
 // kubelet registers. Every step compares before it writes, so a rerun on a
-// converged node changes nothing.
+// converged node changes nothing. The compare-before-write steps stay in one
+// function so their order (certificate, then config) reads top to bottom.
 func Install(ctx context.Context, o InstallOptions) (Result, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

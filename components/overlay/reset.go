@@ -61,7 +61,8 @@ type ResetOptions struct {
 // entries with it) and the cni0 bridge, removes the iptables chains, the CNI
 // config, subnet.env, host-local's allocations and the agent's config. Each step
 // skips what is already gone; an unreachable etcd is reported and the lease is
-// left to expire, everything local is still removed.
+// left to expire, everything local is still removed. The steps are listed in
+// one function, in the order they must run, as reset's own record of it.
 func Reset(ctx context.Context, o ResetOptions) (Result, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

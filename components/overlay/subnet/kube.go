@@ -166,7 +166,9 @@ func LeaseOf(n *corev1.Node) (l Lease, ok bool, err error) {
 // snapshot of the informer's synced cache; after that each add, change (of a
 // lease, not of a heartbeat) and delete is one event. The informer's reflector
 // re-lists and re-watches by itself when its watch breaks, and reports
-// differences as events, so no further snapshots are needed.
+// differences as events, so no further snapshots are needed. The informer's
+// three handlers are closures over the one channel and the snapshot flag, which
+// is why they stay in this function.
 func (m *Kube) Watch(ctx context.Context, ch chan<- Update) error {
 	// A node may read every Node only through RBAC (the Node authorizer of
 	// Kubernetes 1.32+ allows its own Node alone); say so once instead of

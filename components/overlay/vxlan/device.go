@@ -151,7 +151,8 @@ func FindUnderlay(h *netlink.Handle, ip netip.Addr) (netlink.Link, error) {
 
 // Ensure creates the device or brings an existing one to cfg, logging every
 // change. A device whose VNI, port, local address or underlay differ is deleted
-// and recreated: the kernel cannot change those in place.
+// and recreated: the kernel cannot change those in place. One function
+// because each attribute's compare-then-set reads the link Ensure holds.
 func Ensure(cfg Config, opts Options) (*Device, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
