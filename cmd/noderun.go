@@ -1,16 +1,12 @@
 package cmd
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"log"
 	"os"
 	"os/signal"
 	"path"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,30 +58,6 @@ run by hand.`,
 }
 
 func newNodeStatusCmd() *cobra.Command {
-	var addr, output string
-	c := &cobra.Command{
-		Use:   "status",
-		Short: "Show this host's node runtime: its features and the API load balancer's pool",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("-o %q: want text or json", output)
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			st, err := noderuntime.FetchStatus(ctx, addr)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
-			}
-			return st.WriteText(cmd.OutOrStdout())
-		},
-	}
-	c.Flags().StringVar(&addr, "address", noderuntime.DefaultStatusAddress, "The runtime's status address (host:port)")
-	c.Flags().StringVarP(&output, "output", "o", "text", "Output format: text or json")
-	return c
+	return newDaemonStatusCmd("Show this host's node runtime: its features and the API load balancer's pool",
+		"The runtime's status address (host:port)", noderuntime.DefaultStatusAddress, noderuntime.FetchStatus)
 }

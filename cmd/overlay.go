@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"time"
 
@@ -27,13 +28,17 @@ func newOverlayCmd() *cobra.Command {
 }
 
 func newOverlayStatusCmd() *cobra.Command {
-	var (
-		addr   string
-		output string
-	)
+	return newDaemonStatusCmd("Show this node's subnet lease and the peers the agent has programmed",
+		"The agent's health address (host:port)", overlay.DefaultHealth, overlay.FetchStatus)
+}
+
+// newDaemonStatusCmd is a status command that asks a daemon on this host for
+// its /status at a loopback address and prints it as text or JSON.
+func newDaemonStatusCmd[T interface{ WriteText(io.Writer) error }](short, addrHelp, defaultAddr string, fetch func(context.Context, string) (T, error)) *cobra.Command {
+	var addr, output string
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "Show this node's subnet lease and the peers the agent has programmed",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
@@ -41,7 +46,7 @@ func newOverlayStatusCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			st, err := overlay.FetchStatus(ctx, addr)
+			st, err := fetch(ctx, addr)
 			if err != nil {
 				return err
 			}
@@ -53,7 +58,7 @@ func newOverlayStatusCmd() *cobra.Command {
 			return st.WriteText(cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&addr, "address", overlay.DefaultHealth, "The agent's health address (host:port)")
+	c.Flags().StringVar(&addr, "address", defaultAddr, addrHelp)
 	c.Flags().StringVarP(&output, "output", "o", "text", "Output format: text or json")
 	return c
 }
