@@ -19,6 +19,23 @@ go vet ./...
 # Direct dependencies marked "// indirect", or modules nothing imports, are how a
 # go.mod drifts from the code; -diff fails the run and prints the fix.
 go mod tidy -diff
+step "labs left by killed runs"
+# A run killed before its cleanup (a cancelled CI job, a lost session) leaves its
+# labs up, and their subnets then refuse the next run's labs. Each lab directory
+# names its owner: the e2e test binary's pid in kubeforge-e2e-<test>-<pid>, the
+# test script's pid in the owner file of the others. Labs whose owner is gone
+# are taken down; a live run's labs are left alone.
+go build -o /tmp/kubeforge-sweep.$$ ./cmd/kubeforge
+for d in /tmp/kubeforge-e2e-*-[0-9]* /tmp/kubeforge-test-lab.* /tmp/kubeforge-conformance-lab.*; do
+  [ -d "$d" ] || continue
+  case "$d" in
+    /tmp/kubeforge-e2e-*) owner=${d##*-} ;;
+    *) owner=$(cat "$d/owner" 2>/dev/null || echo 0) ;;
+  esac
+  if [ "$owner" -gt 0 ] 2>/dev/null && kill -0 "$owner" 2>/dev/null; then continue; fi
+  /tmp/kubeforge-sweep.$$ lab down --dir "$d" >&2 && rm -rf "$d"
+done
+rm -f /tmp/kubeforge-sweep.$$
 step "shared lab for the host-access tests"
 # Tests that only need some lab host (host/local, host/ssh on real systemd) use this
 # one; tests that shape their own hosts (test/e2e) bring up labs of their own.
@@ -28,6 +45,7 @@ WORK=$(mktemp -d /tmp/kubeforge-test.XXXX)
 BIN=$WORK/kubeforge
 go build -o "$BIN" ./cmd/kubeforge
 KUBEFORGE_LAB_DIR=$(mktemp -d /tmp/kubeforge-test-lab.XXXX)
+echo $$ >"$KUBEFORGE_LAB_DIR/owner"
 export KUBEFORGE_LAB_DIR
 CONFORMANCE_LAB_DIR=""
 cleanup() {
@@ -60,6 +78,7 @@ if [ "${KUBEFORGE_CONFORMANCE:-1}" != 0 ]; then
   hack/conformance.sh --build-only
   step "conformance subset: lab cluster"
   CONFORMANCE_LAB_DIR=$(mktemp -d /tmp/kubeforge-conformance-lab.XXXX)
+  echo $$ >"$CONFORMANCE_LAB_DIR/owner"
   KUBEFORGE_BIN=$BIN hack/lab-cluster.sh --dir "$CONFORMANCE_LAB_DIR" --subnet "${KUBEFORGE_CONFORMANCE_SUBNET:-192.168.188.0/24}" >&2
   step "conformance subset: specs"
   hack/conformance.sh --dir "$CONFORMANCE_LAB_DIR" --nodes 3 --timeout 30m \

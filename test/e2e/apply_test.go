@@ -24,6 +24,7 @@ import (
 // when run again, and `reset --all` leaves every host passing preflight.
 func TestApply(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar")
 	s := labFor(t, "apply", "192.168.182.0/24", bdir, "master01", "node01", "node02")
 	l := &nodesLab{t: t, s: s, addr: map[string]string{}}

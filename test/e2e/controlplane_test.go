@@ -28,6 +28,7 @@ import (
 // nothing. The overlay phase belongs to another test and is skipped.
 func TestControlPlane(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t)
 	s := labFor(t, "cp", "192.168.175.0/24", bdir, "master01", "node01", "node02")
 	m := &remote{t: t, s: s, host: "master01"}

@@ -147,6 +147,7 @@ spec:
 // must resolve regardless.
 func TestDNS(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "images/pause.tar", "images/coredns.tar", "images/dnsquery.tar", "images/httpecho.tar")
 	hosts := []string{"master01", "node01"}
 	s := labFor(t, "dns", "192.168.183.0/24", bdir, hosts...)

@@ -147,6 +147,7 @@ func tlsRefusal(addr string, cfg *tls.Config) error {
 
 func TestEtcd(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/etcd")
 	hosts := []string{"master01", "node01", "node02"}
 	s := labFor(t, "etcd", "192.168.173.0/24", bdir, hosts...)

@@ -36,6 +36,7 @@ import (
 // nothing behind.
 func TestJoinUX(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar")
 	hosts := []string{"master01", "node01", "node02", "node03", "node04"}
 	unlisted := map[string]bool{"node03": true, "node04": true}

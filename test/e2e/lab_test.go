@@ -58,6 +58,7 @@ func sshRun(t *testing.T, s *lab.State, host string, cmd string) string {
 
 func TestLab(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kubeforge-e2e-lab-%d", os.Getpid()))
 	subnet := os.Getenv("KUBEFORGE_E2E_SUBNET")
 	if subnet == "" {

@@ -12,12 +12,13 @@ var kubeforgeBin string
 
 // TestMain builds the kubeforge binary once, so tests drive the real CLI.
 //
-// Every test brings up a lab of its own on its own subnet, so tests could run
-// side by side; most run one after another because on a 2-core machine two
-// clusters starting at once slow each other into timeouts. The ones that
-// mostly wait on a systemd timer (TestSnapshot, TestCertAutoRenew) call
-// t.Parallel(): they run together after the sequential ones, at most
-// -parallel (GOMAXPROCS) at a time.
+// Every test brings up a lab of its own on its own subnet, so tests run side
+// by side: each lab test calls t.Parallel(), and -parallel (GOMAXPROCS, two on
+// the CI machine) bounds how many labs run at once. One after another, the
+// suite outgrew go test's 60-minute timeout on a 2-core machine (about an hour
+// of labs that mostly wait on systemd, etcd and the API); two at a time it
+// takes about half, and every wait in the tests has a deadline sized for a
+// loaded machine.
 func TestMain(m *testing.M) {
 	if os.Getenv("KUBEFORGE_E2E") == "1" {
 		dir, err := os.MkdirTemp("", "kubeforge-e2e-bin")

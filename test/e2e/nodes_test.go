@@ -274,6 +274,7 @@ spec:
 // reachable across nodes, refused bad join input, reset and rejoin.
 func TestNodes(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar")
 	hosts := []string{"master01", "node01", "node02", "node03"}
 	s := labFor(t, "nodes", "192.168.176.0/24", bdir, hosts...)

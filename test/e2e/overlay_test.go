@@ -379,6 +379,7 @@ func (l *ovLab) leaseTime(host string) float64 {
 
 func TestOverlay(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := bundleDir()
 	if bdir == "" {
 		t.Skip("no bundle (hack/build-bundle.sh): the test runs the bundle's etcd on the lab hosts")

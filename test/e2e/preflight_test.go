@@ -42,6 +42,7 @@ cat /proc/swaps`
 
 func TestPreflight(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	s := labFor(t, "preflight", "192.168.172.0/24", bundleDir(), "master01", "node01")
 	paths := s.Paths()
 	master, _ := s.Host("master01")

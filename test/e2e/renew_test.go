@@ -38,6 +38,7 @@ type certFacts struct {
 // and that a later `kubeforge init` finds the control plane unchanged.
 func TestRenew(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t)
 	s := labFor(t, "renew", "192.168.177.0/24", bdir, "master01")
 	m := &remote{t: t, s: s, host: "master01"}

@@ -25,6 +25,7 @@ import (
 // server runs without --stop-control-plane.
 func TestRestore(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar", "images/httpecho.tar")
 	hosts := []string{"master01", "node01", "node02"}
 	s := labFor(t, "restore", "192.168.186.0/24", bdir, hosts...)

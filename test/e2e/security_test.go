@@ -42,6 +42,7 @@ import (
 //     disk with its upload.
 func TestSecurity(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	bdir := requireBundle(t, "bin/containerd", "bin/runc", "cni/bin/bridge", "images/pause.tar")
 	s := labFor(t, "security", "192.168.180.0/24", bdir, "master01", "node01")
 	m := &remote{t: t, s: s, host: "master01"}
