@@ -38,7 +38,7 @@ left to the table.`,
 			if err != nil {
 				return err
 			}
-			res, err := data.Discovery()
+			res, err := data.Discovered()
 			if err != nil {
 				return fmt.Errorf("phase record-control-plane: %w", err)
 			}

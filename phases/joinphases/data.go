@@ -110,10 +110,11 @@ var ErrNoEndpoint = errors.New("this phase needs what discovery brings (the clus
 // JoinFlags returns the flags as resolved.
 func (d *Data) JoinFlags() Flags { return d.flags }
 
-// Discovery runs token discovery once and resolves this host in the cluster's
-// configuration. It only reads (network, and the host's route to the API
-// server), so a failure leaves the host unchanged.
-func (d *Data) Discovery() (*discovery.Result, error) {
+// Discovered runs token discovery once and resolves this host in the cluster's
+// configuration (rundata.Data). It only reads (network, and the host's route to
+// the API server), so a failure leaves the host unchanged. Without ENDPOINT it
+// returns ErrNoEndpoint.
+func (d *Data) Discovered() (*discovery.Result, error) {
 	d.once.Do(func() { d.res, d.err = d.discover(d.Context()) })
 	return d.res, d.err
 }
@@ -156,18 +157,23 @@ func (d *Data) discover(ctx context.Context) (*discovery.Result, error) {
 	return res, nil
 }
 
-// Config is the cluster configuration, with this host's entry as resolved (nil
-// until discovery succeeded).
-func (d *Data) Config() *config.Cluster {
-	_, _ = d.Discovery() // its error is returned by the phases' joinData
-	return d.cfg
+// Resolve runs discovery (rundata.Resolver): rundata.From calls it before
+// every phase, so the first phase to run, the discovery phase in a full join,
+// finds the cluster; later phases reuse what it found. Join from --config
+// alone has nothing to discover and resolves to the file's configuration.
+func (d *Data) Resolve() error {
+	if _, err := d.Discovered(); err != nil && !errors.Is(err, ErrNoEndpoint) {
+		return err
+	}
+	return nil
 }
 
-// Node is this host's entry (nil until discovery succeeded).
-func (d *Data) Node() *config.Host {
-	_, _ = d.Discovery() // its error is returned by the phases' joinData
-	return d.node
-}
+// Config is the cluster configuration, with this host's entry as resolved: nil
+// until Resolve succeeded.
+func (d *Data) Config() *config.Cluster { return d.cfg }
+
+// Node is this host's entry: nil until Resolve succeeded.
+func (d *Data) Node() *config.Host { return d.node }
 
 // NodeName is the resolved node's name once known.
 func (d *Data) NodeName() string {
@@ -177,7 +183,10 @@ func (d *Data) NodeName() string {
 	return d.base.NodeName()
 }
 
-var _ rundata.Data = (*Data)(nil)
+var (
+	_ rundata.Data     = (*Data)(nil)
+	_ rundata.Resolver = (*Data)(nil)
+)
 
 // The rest of rundata.Data, and Close for the runner, come from the common data.
 func (d *Data) Logger() *workflow.Logger { return d.base.Logger() }

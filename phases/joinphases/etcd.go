@@ -42,15 +42,13 @@ func runEtcd(d workflow.RunData) error {
 		return err
 	}
 	var joinTLS *tls.Config
-	if jd, ok := d.(*Data); ok {
-		if res, err := jd.Discovery(); err == nil {
-			crt, key := res.Certs[clusterinfo.EtcdJoinCertFile], res.Certs[clusterinfo.EtcdJoinKeyFile]
-			if crt != nil && key != nil {
-				// Used in memory only, never written: the join deletes its etcd
-				// user once this member is a voter.
-				if joinTLS, err = etcd.TLSConfigFromPEM(res.Certs["etcd/ca.crt"], crt, key); err != nil {
-					return fmt.Errorf("the handed-over etcd join credential: %w", err)
-				}
+	if res, err := data.Discovered(); err == nil && res != nil {
+		crt, key := res.Certs[clusterinfo.EtcdJoinCertFile], res.Certs[clusterinfo.EtcdJoinKeyFile]
+		if crt != nil && key != nil {
+			// Used in memory only, never written: the join deletes its etcd
+			// user once this member is a voter.
+			if joinTLS, err = etcd.TLSConfigFromPEM(res.Certs["etcd/ca.crt"], crt, key); err != nil {
+				return fmt.Errorf("the handed-over etcd join credential: %w", err)
 			}
 		}
 	}

@@ -19,18 +19,20 @@ import (
 	"github.com/kubeforge/kubeforge/components/install"
 	"github.com/kubeforge/kubeforge/components/inventory"
 	"github.com/kubeforge/kubeforge/components/kubelet"
+	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 	"github.com/kubeforge/kubeforge/preflight"
 )
 
-// joinData asserts the run data to join's, which carries discovery.
+// joinData asserts the run data to join's, resolved (rundata.From runs
+// discovery once).
 func joinData(d workflow.RunData, phase string) (*Data, error) {
+	if _, err := rundata.From(d, phase); err != nil {
+		return nil, err
+	}
 	data, ok := d.(*Data)
 	if !ok {
 		return nil, fmt.Errorf("phase %s: run data is %T, not join's", phase, d)
-	}
-	if _, err := data.Discovery(); err != nil && !errors.Is(err, ErrNoEndpoint) {
-		return nil, err
 	}
 	return data, nil
 }
@@ -53,7 +55,7 @@ runs first because every later phase (preflight included) needs what it finds.`,
 			if err != nil {
 				return err
 			}
-			res, err := data.Discovery()
+			res, err := data.Discovered()
 			n := data.Node()
 			if errors.Is(err, ErrNoEndpoint) {
 				return workflow.Unchanged("no ENDPOINT: cluster %s and host %s (%s) from --config; nothing discovered", data.Config().Metadata.Name, n.Name, n.Address)
@@ -265,7 +267,7 @@ another cluster.`,
 			if err != nil {
 				return err
 			}
-			res, err := data.Discovery()
+			res, err := data.Discovered()
 			if err != nil {
 				return fmt.Errorf("phase certs: %w", err)
 			}

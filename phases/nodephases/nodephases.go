@@ -20,7 +20,6 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/containerd"
-	"github.com/kubeforge/kubeforge/components/discovery"
 	"github.com/kubeforge/kubeforge/components/images"
 	"github.com/kubeforge/kubeforge/components/kubeclient"
 	"github.com/kubeforge/kubeforge/components/kubelet"
@@ -29,22 +28,12 @@ import (
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
-// Joining is implemented by join's run data.
-type Joining interface {
-	// Discovery runs (once) and returns token discovery's result.
-	Discovery() (*discovery.Result, error)
-}
-
-// data asserts the run data and insists on a resolved node.
+// data asserts the run data (resolved: join's discovery has run) and insists on
+// a resolved node.
 func data(d workflow.RunData, phase string) (rundata.Data, error) {
 	data, err := rundata.From(d, phase)
 	if err != nil {
 		return nil, err
-	}
-	if j, ok := d.(Joining); ok {
-		if _, err := j.Discovery(); err != nil {
-			return nil, err
-		}
 	}
 	if data.Config() == nil || data.Node() == nil {
 		return nil, fmt.Errorf("phase %s needs the cluster configuration (--config, or the join command's discovery)", phase)
@@ -170,16 +159,16 @@ kubelet holds its client certificate.`,
 			o := kubelet.Options{Host: data.Host(), Cluster: data.Config(), Node: *data.Node(), BundleDir: data.BundleDir(),
 				CertDir: data.CertDir(), KubeconfigDir: data.KubeconfigDir(), Taints: taints(data.Node()), DryRun: data.DryRun(),
 				Logf: data.Logger().Printf}
-			if j, ok := d.(Joining); ok {
-				res, err := j.Discovery()
+			disc, err := data.Discovered()
+			if err != nil {
+				return err
+			}
+			if disc != nil { // joining: bootstrap with the token
+				server, err := joinServer(data, disc.Server)
 				if err != nil {
 					return err
 				}
-				server, err := joinServer(data, res.Server)
-				if err != nil {
-					return err
-				}
-				o.Bootstrap = &kubelet.Bootstrap{Server: server, CAPEM: res.CAPEM, Token: res.Token.String()}
+				o.Bootstrap = &kubelet.Bootstrap{Server: server, CAPEM: disc.CAPEM, Token: disc.Token.String()}
 			}
 			res, err := kubelet.Ensure(data.Context(), o)
 			if err != nil {
@@ -207,16 +196,16 @@ kube-proxy has programmed its service rules.`,
 			}
 			ctx, h := data.Context(), data.Host()
 			var creds kubeproxy.Credentials
-			if j, ok := d.(Joining); ok {
-				res, err := j.Discovery()
+			disc, err := data.Discovered()
+			if err != nil {
+				return err
+			}
+			if disc != nil { // joining: a CSR under the node's identity
+				server, err := joinServer(data, disc.Server)
 				if err != nil {
 					return err
 				}
-				server, err := joinServer(data, res.Server)
-				if err != nil {
-					return err
-				}
-				creds = &lazyCSR{data: data, server: server, caPEM: res.CAPEM}
+				creds = &lazyCSR{data: data, server: server, caPEM: disc.CAPEM}
 			} else {
 				spec, err := certs.SpecFromConfig(data.Config(), data.Node().Name)
 				if err != nil {

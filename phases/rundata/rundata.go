@@ -29,6 +29,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 	"github.com/kubeforge/kubeforge/certs"
+	"github.com/kubeforge/kubeforge/components/discovery"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -81,14 +82,34 @@ type Data interface {
 	BundleDir() string
 	CertDir() string
 	KubeconfigDir() string
+	// Discovered is what join's token discovery found: the CA, the token, the
+	// handed-over certificates. Init and reset work from the host's own files
+	// and return nil, nil; join without ENDPOINT returns an error saying what
+	// the phase lacks.
+	Discovered() (*discovery.Result, error)
 }
 
-// From asserts a phase's run data to Data. The error only fires when a phase is
-// wired into a workflow whose data initializer builds something else.
+// Resolver is run data whose configuration and node come from a step of its
+// own rather than from --config alone: join's token discovery. From calls
+// Resolve before handing the data to a phase, so the step runs once, before
+// the first phase that needs it, and its error fails that phase by name;
+// Config and Node are plain getters with no side effect.
+type Resolver interface {
+	Resolve() error
+}
+
+// From asserts a phase's run data to Data and, for a Resolver, runs its step
+// (once per run). The assertion error only fires when a phase is wired into a
+// workflow whose data initializer builds something else.
 func From(d workflow.RunData, phase string) (Data, error) {
 	data, ok := d.(Data)
 	if !ok {
 		return nil, fmt.Errorf("phase %s: run data is %T, which does not implement rundata.Data", phase, d)
+	}
+	if r, ok := d.(Resolver); ok {
+		if err := r.Resolve(); err != nil {
+			return nil, err
+		}
 	}
 	return data, nil
 }
@@ -257,6 +278,9 @@ func (n *Node) BundleDir() string        { return n.flags.BundleDir }
 func (n *Node) CertDir() string          { return n.flags.CertDir }
 func (n *Node) KubeconfigDir() string    { return n.flags.KubeconfigDir }
 func (n *Node) Flags() Flags             { return n.flags }
+
+// Discovered is nil for init and reset: their phases work from the host's files.
+func (n *Node) Discovered() (*discovery.Result, error) { return nil, nil }
 
 // Close prints the dry-run plan, if any, and releases the host and the signal
 // handler. The runner calls it once the run ends, also after a failure, so a dry
