@@ -169,98 +169,23 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output %q: want text or json", output)
 			}
-			if len(args) > 1 {
-				for _, a := range args {
-					if a == "all" {
-						return fmt.Errorf(`"all" cannot be combined with other names`)
-					}
-				}
-			}
 			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			h := local.New(local.Options{Name: nodeName})
 			defer h.Close()
-			cfg, node, _, cfgErr := renewal.LoadConfig(ctx, h, renewal.ConfigSource{Path: configPath, HostCopy: initphases.ClusterConfigPath, NodeName: nodeName})
-			if cfgErr != nil && configPath != "" {
-				return cfgErr
-			}
-			if within > 0 {
-				due, err := expiringWithin(certs.HostFS{Ctx: ctx, Host: h}, dirs, within, args)
-				if err != nil {
-					return err
-				}
-				if len(due) == 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "[renew] no certificate of %s expires within %s; nothing to do\n", strings.Join(args, ", "), within)
-					return nil
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "[renew] expiring within %s: %s\n", within, strings.Join(due, ", "))
-				args = due
-			}
-			// A broken copy only matters when a restart needs it (below).
-			opts := certs.RenewOptions{
-				CertDir: dirs.certDir, KubeconfigDir: dirs.kubeconfigDir,
-				FS: certs.HostFS{Ctx: ctx, Host: h}, BackupDir: backupDir,
-			}
-			if cfg != nil {
-				// kubeadm's renewal too takes the validity from the configuration.
-				opts.Validity = cfg.Spec.Certificates.Validity.Duration()
-			}
-			// Everything is worked out first, without writing: what would be
-			// renewed, which running units read it, whether they can be rebuilt.
-			// Only then are files replaced.
-			preview := opts
-			preview.DryRun = true
-			pre, err := certs.Renew(preview, args...)
-			if err != nil {
-				return err
-			}
-			plan, err := renewal.NewPlan(ctx, h, renewal.Renewed(pre))
-			if err != nil {
-				return err
-			}
-			rep := &renewal.Report{Renewal: pre, Plan: plan, NoRestart: noRestart}
-			if dryRun {
-				return writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
-			}
-			var restarter *renewal.Restarter
-			if !noRestart && len(plan.Units()) > 0 {
-				if need := plan.NeedConfig(); len(need) > 0 && cfgErr != nil {
-					return fmt.Errorf("%s run on this host and read files being renewed; checking or restarting them needs the cluster configuration: %w; pass --config, or --no-restart to renew only; nothing was changed",
-						strings.Join(need, ", "), cfgErr)
-				}
-				if need := plan.NeedConfig(); len(need) > 0 && cfg == nil {
-					return fmt.Errorf("%s run on this host and read files being renewed; checking or restarting them needs the cluster configuration, "+
-						"and there is no --config and no %s (init keeps one): pass --config, or --no-restart to renew only and restart them yourself; nothing was changed",
-						strings.Join(need, ", "), initphases.ClusterConfigPath)
-				}
-				restarter, err = renewal.Prepare(ctx, renewal.Options{
-					Host: h, Cluster: cfg, Node: node,
-					CertDir: dirs.certDir, KubeconfigDir: dirs.kubeconfigDir, BackupDir: pre.BackupDir,
-					Logf: func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), "[renew] "+format+"\n", a...) },
-				}, plan)
-				if err != nil {
-					return fmt.Errorf("%w; nothing was changed", err)
+			rep, err := renewal.Run(ctx, renewal.RunOptions{
+				Host: h, Names: args, CertDir: dirs.certDir, KubeconfigDir: dirs.kubeconfigDir, BackupDir: backupDir,
+				Config: renewal.ConfigSource{Path: configPath, HostCopy: initphases.ClusterConfigPath, NodeName: nodeName},
+				Within: within, DryRun: dryRun, NoRestart: noRestart, Out: cmd.OutOrStdout(),
+				Logf: func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), "[renew] "+format+"\n", a...) },
+			})
+			if rep != nil {
+				// Also on a failed restart: the report names the backup.
+				if werr := writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText); err == nil {
+					err = werr
 				}
 			}
-			start := time.Now()
-			if pre.BackupDir != "" {
-				opts.BackupDir = pre.BackupDir // the directory the plan and the messages name
-			}
-			res, err := certs.Renew(opts, args...)
-			if err != nil {
-				return err
-			}
-			rep.Renewal = res
-			if restarter != nil {
-				r, err := restarter.Run(ctx)
-				rep.Restart, rep.Total = &r, time.Since(start)
-				if err != nil {
-					_ = writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
-					return err
-				}
-			}
-			rep.Total = time.Since(start)
-			return writeReport(cmd.OutOrStdout(), output, rep, rep.WriteText)
+			return err
 		},
 	}
 	dirs.add(c)
@@ -272,26 +197,6 @@ Names: all, ` + strings.Join(certs.RenewableNames(), ", "),
 	c.Flags().StringVar(&nodeName, "node-name", "", "this host's name in the cluster configuration (default: found by hostname or address)")
 	c.Flags().DurationVar(&within, "expiring-within", 0, "renew only the named certificates that expire within this long (e.g. 720h)")
 	return c
-}
-
-// expiringWithin are those of names ("all" meaning every renewable one) that
-// exist here, are not externally managed, and expire within d.
-func expiringWithin(fsys certs.FS, dirs certDirFlags, d time.Duration, names []string) ([]string, error) {
-	r, err := certs.CheckExpiration(fsys, dirs.certDir, dirs.kubeconfigDir, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	var due []string
-	for _, c := range r.Certificates {
-		if (want["all"] || want[c.Name]) && !c.Missing && !c.ExternallyManaged && c.Residual < d {
-			due = append(due, c.Name)
-		}
-	}
-	return due, nil
 }
 
 // cmdContext is the command's context, or a background one for a command run
