@@ -3,19 +3,13 @@ package initphases
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/components/coredns"
+	"github.com/kubeforge/kubeforge/components/kubeclient"
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
@@ -94,11 +88,11 @@ func (r *run) runAddonCoreDNS(d workflow.RunData) error {
 	}
 	// CoreDNS pods need a node with a pod network; without one (init run with
 	// --skip-phases overlay and no other CNI) waiting could only time out.
-	if why := nodeNotReady(ctx, cli, data.Node().Name); why != "" {
+	if why := kubeclient.NodeNotReady(ctx, cli, data.Node().Name); why != "" {
 		return workflow.Outcome(log, len(changed) > 0, fmt.Sprintf(
 			"CoreDNS at %s, not waiting for its pods: %s; they start once a node is Ready", objs.ClusterIP, why))
 	}
-	ready, want, err := waitCoreDNS(ctx, cli, coreDNSReadyTimeout)
+	ready, want, err := coredns.WaitReady(ctx, cli, coreDNSReadyTimeout)
 	if err != nil {
 		return err
 	}
@@ -134,78 +128,4 @@ func coreDNSObjects(ctx context.Context, data rundata.Data) (*coredns.Objects, e
 		data.Logger().Printf("%s", why)
 	}
 	return coredns.Build(coredns.Options{Cluster: cfg, Image: image, ImageDigest: digest, Forward: fwd})
-}
-
-// waitCoreDNS waits until at least one CoreDNS replica is ready, and reports how
-// many are of how many wanted. On timeout the error says why the pods are not.
-func waitCoreDNS(ctx context.Context, c kubernetes.Interface, timeout time.Duration) (ready, want int32, err error) {
-	err = wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		dep, err := c.AppsV1().Deployments(coredns.Namespace).Get(ctx, coredns.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, nil // the apiserver may be briefly busy; the deadline bounds it
-		}
-		want = 1
-		if dep.Spec.Replicas != nil {
-			want = *dep.Spec.Replicas
-		}
-		ready = dep.Status.ReadyReplicas
-		return ready > 0 && dep.Status.ObservedGeneration >= dep.Generation, nil
-	})
-	if err != nil {
-		return ready, want, fmt.Errorf("no CoreDNS replica became ready within %s: %s (kubectl -n %s get pods -l %s=%s)",
-			timeout, podProblems(ctx, c), coredns.Namespace, coredns.AppLabel, coredns.AppLabelValue)
-	}
-	return ready, want, nil
-}
-
-// nodeNotReady says why Node name is not Ready, "" when it is.
-func nodeNotReady(ctx context.Context, c kubernetes.Interface, name string) string {
-	n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Sprintf("Node %s: %v", name, err)
-	}
-	for _, cond := range n.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			if cond.Status == corev1.ConditionTrue {
-				return ""
-			}
-			return fmt.Sprintf("Node %s is not Ready (%s)", name, cond.Message)
-		}
-	}
-	return fmt.Sprintf("Node %s reports no Ready condition yet", name)
-}
-
-// podProblems summarises why CoreDNS pods are not ready.
-func podProblems(ctx context.Context, c kubernetes.Interface) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	pods, err := c.CoreV1().Pods(coredns.Namespace).List(ctx, metav1.ListOptions{LabelSelector: coredns.AppLabel + "=" + coredns.AppLabelValue})
-	if err != nil {
-		return "listing its pods: " + err.Error()
-	}
-	if len(pods.Items) == 0 {
-		return "no CoreDNS pod exists"
-	}
-	var out []string
-	for _, p := range pods.Items {
-		why := string(p.Status.Phase)
-		for _, cs := range p.Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil {
-				why = w.Reason + ": " + w.Message
-			} else if t := cs.LastTerminationState.Terminated; t != nil {
-				why += fmt.Sprintf(", last exit %d (%s)", t.ExitCode, t.Reason)
-			}
-		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodScheduled && cond.Status != corev1.ConditionTrue {
-				why = "unscheduled: " + cond.Message
-			}
-		}
-		out = append(out, fmt.Sprintf("pod %s on %q: %s", p.Name, p.Spec.NodeName, why))
-	}
-	sort.Strings(out)
-	return strings.Join(out, "; ")
 }

@@ -1,4 +1,4 @@
-package initphases
+package coredns_test
 
 import (
 	"context"
@@ -10,10 +10,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubeforge/kubeforge/components/coredns"
+	"github.com/kubeforge/kubeforge/components/kubeclient"
 )
 
-// The add-on phase waits for CoreDNS only on a Ready node, and a failed wait
-// says why the pods are not ready.
+// The add-on phase waits for CoreDNS only on a Ready node (NodeNotReady says
+// why not), and a failed wait says why the pods are not ready.
 func TestAddonWaitConditions(t *testing.T) {
 	ctx := context.Background()
 	node := func(name string, st corev1.ConditionStatus) *corev1.Node {
@@ -27,16 +28,16 @@ func TestAddonWaitConditions(t *testing.T) {
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "image not present"}}}}},
 	}
 	cli := fake.NewClientset(node("master01", corev1.ConditionFalse), node("node01", corev1.ConditionTrue), pending)
-	if why := nodeNotReady(ctx, cli, "master01"); !strings.Contains(why, "Node master01 is not Ready (container runtime network not ready") {
+	if why := kubeclient.NodeNotReady(ctx, cli, "master01"); !strings.Contains(why, "Node master01 is not Ready (container runtime network not ready") {
 		t.Errorf("NotReady node: %q", why)
 	}
-	if why := nodeNotReady(ctx, cli, "node01"); why != "" {
+	if why := kubeclient.NodeNotReady(ctx, cli, "node01"); why != "" {
 		t.Errorf("Ready node: %q", why)
 	}
-	if why := nodeNotReady(ctx, cli, "node09"); !strings.Contains(why, "node09") {
+	if why := kubeclient.NodeNotReady(ctx, cli, "node09"); !strings.Contains(why, "node09") {
 		t.Errorf("missing node: %q", why)
 	}
-	if got := podProblems(ctx, cli); got != `pod coredns-a on "master01": ErrImageNeverPull: image not present` {
+	if got := coredns.PodProblems(ctx, cli); got != `pod coredns-a on "master01": ErrImageNeverPull: image not present` {
 		t.Errorf("podProblems: %q", got)
 	}
 }
