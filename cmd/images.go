@@ -55,16 +55,7 @@ IfNotPresent), so a cluster without registry access can still run workloads.`,
 // imagesClient connects to this machine's containerd and settles the snapshotter.
 func imagesClient(ctx context.Context, f imagesFlags) (*imagesConn, error) {
 	h := local.New(local.Options{})
-	snap := f.snapshotter
-	if snap == "" {
-		env, err := containerd.Detect(ctx, h)
-		if err != nil {
-			h.Close()
-			return nil, err
-		}
-		snap = containerd.SettingsFor(env, images.PauseImage, "/usr/local/bin").Snapshotter
-	}
-	c, err := containerd.Connect(h, f.address)
+	c, snap, err := containerd.ConnectForImages(ctx, h, f.address, f.snapshotter)
 	if err != nil {
 		h.Close()
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host/local"
 	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 	"github.com/kubeforge/kubeforge/components/component"
+	"github.com/kubeforge/kubeforge/components/install"
 )
 
 // ErrNotLocal is returned when the containerd client would have to reach a
@@ -34,6 +35,25 @@ func Connect(h host.Host, socket string) (*client.Client, error) {
 		return nil, fmt.Errorf("%s: containerd client for %s: %w", h.Name(), socket, err)
 	}
 	return c, nil
+}
+
+// ConnectForImages connects to the containerd on h for image work and settles
+// the snapshotter images are unpacked for: the given one, else the one this
+// package configures containerd with on h (Detect, SettingsFor). `kubeforge
+// images` and the images phase both start here.
+func ConnectForImages(ctx context.Context, h host.Host, socket, snapshotter string) (*client.Client, string, error) {
+	if snapshotter == "" {
+		env, err := Detect(ctx, h)
+		if err != nil {
+			return nil, "", err
+		}
+		snapshotter = SettingsFor(env, "", install.DefaultBinDir).Snapshotter
+	}
+	c, err := Connect(h, socket)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, snapshotter, nil
 }
 
 // Health is what the daemon reported when it was healthy.

@@ -92,12 +92,7 @@ Images already present are left alone.`,
 				return nil
 			}
 			ctx, h := data.Context(), data.Host()
-			env, err := containerd.Detect(ctx, h)
-			if err != nil {
-				return err
-			}
-			snap := containerd.SettingsFor(env, images.PauseImage, "/usr/local/bin").Snapshotter
-			c, err := containerd.Connect(h, containerd.Socket)
+			c, snap, err := containerd.ConnectForImages(ctx, h, containerd.Socket, "")
 			if err != nil {
 				return err
 			}
