@@ -12,6 +12,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/containerd/fakehost"
 	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/hostenv"
 )
 
 const pause = "kubeforge.local/pause:3.10"
@@ -45,7 +46,7 @@ func TestDetect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env != (Environment{CgroupVersion: 2, SystemdCgroups: true, CapSysResource: true, StateFS: "ext2/ext3"}) {
+	if env != (Environment{Environment: hostenv.Environment{CgroupVersion: 2, SystemdCgroups: true, CapSysResource: true}, StateFS: "ext2/ext3"}) {
 		t.Errorf("machine: %+v", env)
 	}
 	h := nspawnHost()
@@ -55,7 +56,7 @@ func TestDetect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env != (Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn", StateFS: "overlayfs"}) {
+	if env != (Environment{Environment: hostenv.Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn"}, StateFS: "overlayfs"}) {
 		t.Errorf("nspawn host: %+v", env)
 	}
 	// Detect only reads.
@@ -71,16 +72,16 @@ func TestDetect(t *testing.T) {
 }
 
 func TestSettingsFor(t *testing.T) {
-	plain := SettingsFor(Environment{CgroupVersion: 2, SystemdCgroups: true, CapSysResource: true, StateFS: "xfs"}, pause, "/usr/local/bin")
+	plain := SettingsFor(Environment{Environment: hostenv.Environment{CgroupVersion: 2, SystemdCgroups: true, CapSysResource: true}, StateFS: "xfs"}, pause, "/usr/local/bin")
 	if plain.CgroupDriver != "systemd" || plain.Snapshotter != "overlayfs" || plain.NoNewKeyring || plain.RestrictOOMScoreAdj || len(plain.Adjustments) != 0 {
 		t.Errorf("plain machine: %+v", plain)
 	}
 	// cgroup v1 hosts (CentOS 7, RHEL 8) keep the systemd driver.
-	v1 := SettingsFor(Environment{CgroupVersion: 1, SystemdCgroups: true, CapSysResource: true}, pause, "/usr/local/bin")
+	v1 := SettingsFor(Environment{Environment: hostenv.Environment{CgroupVersion: 1, SystemdCgroups: true, CapSysResource: true}}, pause, "/usr/local/bin")
 	if v1.CgroupDriver != "systemd" || len(v1.Adjustments) != 0 {
 		t.Errorf("cgroup v1 machine: %+v", v1)
 	}
-	c := SettingsFor(Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn", StateFS: "overlayfs"}, pause, "/usr/local/bin")
+	c := SettingsFor(Environment{Environment: hostenv.Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn"}, StateFS: "overlayfs"}, pause, "/usr/local/bin")
 	if !c.NoNewKeyring || !c.RestrictOOMScoreAdj || c.Snapshotter != "native" || len(c.Adjustments) != 3 {
 		t.Fatalf("container: %+v", c)
 	}
@@ -90,13 +91,13 @@ func TestSettingsFor(t *testing.T) {
 			t.Errorf("adjustments lack %q:\n%s", want, all)
 		}
 	}
-	if d := SettingsFor(Environment{CgroupVersion: 1, CapSysResource: true}, pause, "/b").CgroupDriver; d != "cgroupfs" {
+	if d := SettingsFor(Environment{Environment: hostenv.Environment{CgroupVersion: 1, CapSysResource: true}}, pause, "/b").CgroupDriver; d != "cgroupfs" {
 		t.Errorf("no systemd: driver %s", d)
 	}
 }
 
 func TestRenderConfig(t *testing.T) {
-	s := SettingsFor(Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "lxc"}, pause, "/usr/local/bin")
+	s := SettingsFor(Environment{Environment: hostenv.Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "lxc"}}, pause, "/usr/local/bin")
 	cfg, err := RenderConfig(s)
 	if err != nil {
 		t.Fatal(err)

@@ -2,128 +2,30 @@ package containerd
 
 import (
 	"context"
-	"fmt"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/hostenv"
 )
 
-// Environment is what the runtime's configuration depends on, as found on a host.
-// Every field comes from the host itself; nothing here knows about labs.
+// Environment is what the runtime's configuration depends on: the host's facts
+// (hostenv) and the filesystem under containerd's root.
 type Environment struct {
-	// CgroupVersion is 2 on a unified hierarchy, 1 on a legacy or hybrid one.
-	CgroupVersion int
-	// SystemdCgroups is true when systemd is PID 1 and so owns the cgroup tree.
-	SystemdCgroups bool
-	// Container is what `systemd-detect-virt --container` says the host runs in
-	// ("systemd-nspawn", "lxc", "docker" ...), "" on a machine or VM.
-	Container string
-	// CapSysResource reports whether CAP_SYS_RESOURCE is in PID 1's bounding set.
-	// Without it no process may lower its oom_score_adj, which runc does for
-	// every container unless told not to.
-	CapSysResource bool
+	hostenv.Environment
 	// StateFS is the filesystem type under containerd's root (or the nearest
 	// existing parent): overlayfs cannot be stacked on an overlayfs.
 	StateFS string
 }
 
-// capSysResource is CAP_SYS_RESOURCE's bit in /proc/<pid>/status Cap* masks.
-const capSysResource = 24
-
 // Detect reads the host's environment through h. Commands are read-only, so a
 // dry run asks the real host too.
 func Detect(ctx context.Context, h host.Host) (Environment, error) {
-	var env Environment
-	fsType := func(p string) (string, error) {
-		c := host.Cmd{Argv: []string{"stat", "-f", "-c", "%T", p}, ReadOnly: true}
-		r, err := h.Run(ctx, c)
-		if err != nil {
-			return "", err
-		}
-		if !r.OK() {
-			return "", r.Err(h.Name(), c)
-		}
-		return strings.TrimSpace(string(r.Stdout)), nil
-	}
-	cg, err := fsType("/sys/fs/cgroup")
+	base, err := hostenv.Detect(ctx, h)
 	if err != nil {
-		return env, fmt.Errorf("%s: cgroup hierarchy: %w", h.Name(), err)
+		return Environment{}, err
 	}
-	env.CgroupVersion = 1
-	if cg == "cgroup2fs" {
-		env.CgroupVersion = 2
-	}
-
-	comm, err := h.ReadFile(ctx, "/proc/1/comm")
+	fs, err := hostenv.Filesystem(ctx, h, RootDir)
 	if err != nil {
-		return env, fmt.Errorf("%s: reading PID 1's name: %w", h.Name(), err)
+		return Environment{}, err
 	}
-	env.SystemdCgroups = strings.TrimSpace(string(comm)) == "systemd"
-
-	// systemd-detect-virt exits 1 and prints "none" outside a container.
-	r, err := h.Run(ctx, host.Cmd{Argv: []string{"systemd-detect-virt", "--container"}, ReadOnly: true})
-	if err == nil {
-		if v := strings.TrimSpace(string(r.Stdout)); r.OK() && v != "none" {
-			env.Container = v
-		}
-	} else if data, rerr := h.ReadFile(ctx, "/run/systemd/container"); rerr == nil {
-		// Hosts without systemd-detect-virt: systemd records the same answer here.
-		env.Container = strings.TrimSpace(string(data))
-	}
-
-	status, err := h.ReadFile(ctx, "/proc/1/status")
-	if err != nil {
-		return env, fmt.Errorf("%s: reading PID 1's capabilities: %w", h.Name(), err)
-	}
-	if env.CapSysResource, err = hasCap(status, "CapBnd", capSysResource); err != nil {
-		return env, fmt.Errorf("%s: /proc/1/status: %w", h.Name(), err)
-	}
-
-	for p := RootDir; ; p = path.Dir(p) {
-		if _, err := h.Stat(ctx, p); err == nil {
-			if env.StateFS, err = fsType(p); err != nil {
-				return env, fmt.Errorf("%s: filesystem of %s: %w", h.Name(), p, err)
-			}
-			break
-		}
-		if p == "/" {
-			break
-		}
-	}
-	return env, nil
-}
-
-// hasCap reads a capability mask line ("CapBnd:\t000001ffffffffff") of a
-// /proc/<pid>/status file and reports whether bit is set.
-func hasCap(status []byte, field string, bit uint) (bool, error) {
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(k) != field {
-			continue
-		}
-		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		if err != nil {
-			return false, fmt.Errorf("%s %q is not a hex mask", field, strings.TrimSpace(v))
-		}
-		return mask&(1<<bit) != 0, nil
-	}
-	return false, fmt.Errorf("no %s line", field)
-}
-
-// CgroupDriver is the cgroup driver containerd (runc) and the kubelet must share.
-//
-// systemd whenever systemd is PID 1, on cgroup v1 as well as v2: systemd then
-// owns the cgroup tree, and a second manager (cgroupfs) writing to the same
-// hierarchy behind its back is what the kubelet documentation warns against —
-// under pressure the two views diverge. kubeadm defaults to systemd since 1.22
-// for the same reason, and systemd 219 (CentOS 7) supports the slices and scopes
-// runc creates. cgroupfs is left for hosts where systemd is not PID 1, which
-// kubeforge's units could not run on anyway.
-func (e Environment) CgroupDriver() string {
-	if e.SystemdCgroups {
-		return "systemd"
-	}
-	return "cgroupfs"
+	return Environment{Environment: base, StateFS: fs}, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/containerd/containerdtest"
+	"github.com/kubeforge/kubeforge/components/hostenv"
 )
 
 // TestRealContainerdReadsTheConfigAsMeant renders the config for a container host
@@ -23,7 +24,7 @@ func TestRealContainerdReadsTheConfigAsMeant(t *testing.T) {
 	if _, err := os.Stat(bin); bdir == "" || err != nil {
 		t.Skip("no bundle with bin/containerd")
 	}
-	s := containerd.SettingsFor(containerd.Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn", StateFS: "overlayfs"},
+	s := containerd.SettingsFor(containerd.Environment{Environment: hostenv.Environment{CgroupVersion: 1, SystemdCgroups: true, Container: "systemd-nspawn"}, StateFS: "overlayfs"},
 		"kubeforge.local/pause:3.10", "/usr/local/bin")
 	cfg, err := containerd.RenderConfig(s)
 	if err != nil {
@@ -67,7 +68,7 @@ func TestFootprintCoversWhatContainerdCreates(t *testing.T) {
 	if _, err := os.Stat(bin); bdir == "" || err != nil {
 		t.Skip("no bundle with bin/containerd")
 	}
-	s := containerd.SettingsFor(containerd.Environment{CgroupVersion: 2, SystemdCgroups: true}, "kubeforge.local/pause:3.10", "/usr/local/bin")
+	s := containerd.SettingsFor(containerd.Environment{Environment: hostenv.Environment{CgroupVersion: 2, SystemdCgroups: true}}, "kubeforge.local/pause:3.10", "/usr/local/bin")
 	cfg, err := containerd.RenderConfig(s)
 	if err != nil {
 		t.Fatal(err)

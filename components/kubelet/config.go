@@ -12,7 +12,7 @@ import (
 
 // ConfigOptions are the inputs of the KubeletConfiguration.
 type ConfigOptions struct {
-	// CgroupDriver must be containerd's (containerd.Environment.CgroupDriver).
+	// CgroupDriver must be containerd's (hostenv.Environment.CgroupDriver).
 	CgroupDriver string
 	// ClusterDNS is the cluster DNS service address: config's
 	// Networking.ClusterDNSIP, where the CoreDNS add-on puts Service kube-dns.

@@ -23,6 +23,7 @@ import (
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/hostenv"
 	"github.com/kubeforge/kubeforge/components/install"
 )
 
@@ -144,7 +145,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("kubelet: node name and address are required (got %q, %q)", o.Node.Name, o.Node.Address)
 	}
 	if o.CgroupDriver == "" {
-		env, err := containerd.Detect(ctx, h)
+		env, err := hostenv.Detect(ctx, h)
 		if err != nil {
 			return Result{}, err
 		}

@@ -34,7 +34,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/component"
-	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/hostenv"
 	"github.com/kubeforge/kubeforge/components/install"
 )
 
@@ -175,7 +175,7 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if h == nil || o.Cluster == nil || o.Credentials == nil {
 		return Result{}, errors.New("kube-proxy: no host, cluster configuration or credentials")
 	}
-	env, err := containerd.Detect(ctx, h)
+	env, err := hostenv.Detect(ctx, h)
 	if err != nil {
 		return Result{}, err
 	}
