@@ -95,6 +95,22 @@ func Poll(ctx context.Context, interval, timeout time.Duration, cond func(contex
 	return wait.PollUntilContextTimeout(ctx, interval, timeout, true, cond)
 }
 
+// PollError is the error a caller of Poll returns: nil when the wait
+// succeeded, the context's error when the caller was cancelled, timedOut()
+// (what was waited for, and the last thing seen) when the deadline passed, and
+// the condition's own error otherwise.
+func PollError(ctx context.Context, err error, timedOut func() error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case wait.Interrupted(err):
+		return timedOut()
+	}
+	return err
+}
+
 // RunUnit writes the unit (reloading systemd when it changed), enables it, and
 // starts it when it is not active, or restarts it when the unit or any input
 // the daemon reads at start (inputsChanged: its config, its binary) changed.

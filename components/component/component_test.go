@@ -77,3 +77,28 @@ func TestPoll(t *testing.T) {
 		t.Errorf("Poll = %v, want a timeout wait.Interrupted recognises", err)
 	}
 }
+
+// PollError maps Poll's outcomes: success, the caller's cancellation, the
+// deadline (the caller's own message), and the condition's own error.
+func TestPollError(t *testing.T) {
+	timedOut := func() error { return errors.New("not ready within 1s: last seen 503") }
+	bg := context.Background()
+	if err := PollError(bg, nil, timedOut); err != nil {
+		t.Errorf("success: %v", err)
+	}
+	err := Poll(bg, time.Millisecond, 20*time.Millisecond, func(context.Context) (bool, error) { return false, nil })
+	if got := PollError(bg, err, timedOut); got == nil || got.Error() != "not ready within 1s: last seen 503" {
+		t.Errorf("deadline: %v", got)
+	}
+	cancelled, cancel := context.WithCancel(bg)
+	cancel()
+	err = Poll(cancelled, time.Millisecond, 0, func(context.Context) (bool, error) { return false, nil })
+	if got := PollError(cancelled, err, timedOut); !errors.Is(got, context.Canceled) {
+		t.Errorf("cancelled: %v", got)
+	}
+	own := errors.New("unit failed")
+	err = Poll(bg, time.Millisecond, time.Second, func(context.Context) (bool, error) { return false, own })
+	if got := PollError(bg, err, timedOut); !errors.Is(got, own) {
+		t.Errorf("condition's error: %v", got)
+	}
+}

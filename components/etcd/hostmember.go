@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/component"
-	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // hostMember is one member's files and systemd unit on a host. It is the Runner
@@ -281,13 +280,7 @@ func (r *hostMember) waitHealthy(ctx context.Context, tlsCfg *tls.Config, timeou
 		}
 		return false, nil
 	})
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case wait.Interrupted(err):
+	return component.PollError(ctx, err, func() error {
 		return fmt.Errorf("etcd member %s not healthy at %s after %s: %v%s", r.cfg.Member.Name, ep, timeout, lastErr, r.journal(ctx))
-	}
-	return err
+	})
 }

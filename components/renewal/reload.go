@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
-
 	"github.com/kubeforge/kubeforge/components/component"
 )
 
@@ -141,15 +139,10 @@ func (r *Restarter) waitServed(ctx context.Context, u string, scs []servedCert, 
 		}
 		return true, nil
 	})
-	switch {
-	case err == nil:
-		return out, nil
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case wait.Interrupted(err):
-		return nil, fmt.Errorf("not within %s: %w", timeout, lastErr)
+	if err := component.PollError(ctx, err, func() error { return fmt.Errorf("not within %s: %w", timeout, lastErr) }); err != nil {
+		return nil, err
 	}
-	return nil, err
+	return out, nil
 }
 
 // waitHealthy waits for a unit that was not restarted to answer its health
@@ -170,15 +163,9 @@ func (r *Restarter) waitHealthy(ctx context.Context, u string, ops unitOps) erro
 		lastErr = ops.probe(ctx)
 		return lastErr == nil, nil
 	})
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case wait.Interrupted(err):
+	return component.PollError(ctx, err, func() error {
 		return fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, component.JournalTail(ctx, r.o.Host, u, 25))
-	}
-	return err
+	})
 }
 
 // reload is the step of a unit that re-reads the renewed files by itself: it

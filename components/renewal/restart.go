@@ -17,7 +17,6 @@ import (
 	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
-	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Options say where the files are and how long to wait.
@@ -338,15 +337,12 @@ func (r *Restarter) waitUp(ctx context.Context, u string, oldPID int, job <-chan
 		}
 		return false, nil
 	})
-	switch {
-	case err == nil:
-		return newPID, nil
-	case ctx.Err() != nil:
-		return 0, ctx.Err()
-	case wait.Interrupted(err):
-		return 0, fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, component.JournalTail(ctx, h, u, 25))
+	if err := component.PollError(ctx, err, func() error {
+		return fmt.Errorf("not healthy within %s: %v%s", r.o.Timeout, lastErr, component.JournalTail(ctx, h, u, 25))
+	}); err != nil {
+		return 0, err
 	}
-	return 0, err
+	return newPID, nil
 }
 
 // restartAsync asks systemd to restart u and returns the job's outcome on a
