@@ -39,6 +39,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/overlay"
 	"github.com/kubeforge/kubeforge/components/overlay/internal/nettest"
 	"github.com/kubeforge/kubeforge/components/overlay/subnet"
+	"github.com/kubeforge/kubeforge/components/overlay/vxlan"
 )
 
 // The flanneld the side-by-side bench compares with, and where
@@ -582,42 +583,17 @@ func simAnnotations(j int) map[string]string {
 // namespace, the connections to to are made from this process's own.
 func forward(b *testing.B, ns netns.NsHandle, addr, to string) {
 	b.Helper()
-	type res struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		// This goroutine's thread enters ns for the listen only; a thread that
-		// cannot go back stays locked and dies with the goroutine.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			ch <- res{err: err}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- res{l, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		b.Fatalf("listening on %s in the namespace: %v", addr, r.err)
+	var l net.Listener
+	if err := vxlan.InNetns(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		b.Fatalf("listening on %s in the namespace: %v", addr, err)
 	}
 	var wg sync.WaitGroup
-	b.Cleanup(func() { r.l.Close(); wg.Wait() })
+	b.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			in, err := r.l.Accept()
+			in, err := l.Accept()
 			if err != nil {
 				return
 			}

@@ -9,20 +9,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netns"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/clusterinfo"
+	"github.com/kubeforge/kubeforge/components/overlay/vxlan"
 )
 
 // TestSecurity plays the attacker against a real cluster on lab hosts
@@ -410,44 +409,18 @@ func startRogueAPIServer(t *testing.T, nsPath, addr string, realCA []byte, token
 }
 
 // listenInNetns opens a TCP listener at addr inside the network namespace at
-// nsPath: the socket is created by a thread that has entered the namespace,
-// and keeps living there after the thread went back.
+// nsPath (vxlan.InNetns): the socket keeps living there after the thread went
+// back.
 func listenInNetns(t *testing.T, nsPath, addr string) net.Listener {
 	t.Helper()
-	type result struct {
-		l   net.Listener
-		err error
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		t.Fatalf("opening %s: %v", nsPath, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is only released when it is back in its own namespace;
-		// otherwise it ends with this goroutine.
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("entering %s: %w", nsPath, err)}
-			return
-		}
-		l, lerr := net.Listen("tcp", addr)
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{l, lerr}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("listening at %s in %s: %v", addr, nsPath, r.err)
+	defer ns.Close()
+	var l net.Listener
+	if err := vxlan.InNetns(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("listening at %s in %s: %v", addr, nsPath, err)
 	}
-	return r.l
+	return l
 }
