@@ -1,10 +1,11 @@
 package resetphases
 
 import (
+	"context"
 	"strings"
 
+	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/noderuntime"
-	"github.com/kubeforge/kubeforge/phases/rundata"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 )
 
@@ -12,29 +13,16 @@ import (
 // of its features (the overlay agent, the approver) puts back what the later
 // phases remove.
 func nodeRuntimePhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "node-runtime",
-		Short: "Stop and remove " + noderuntime.UnitName,
-		Long: `Stop, disable and remove ` + noderuntime.UnitName + ` (the overlay agent, the CSR
+	return removal{
+		name:  "node-runtime",
+		short: "Stop and remove " + noderuntime.UnitName,
+		long: `Stop, disable and remove ` + noderuntime.UnitName + ` (the overlay agent, the CSR
 approver and the API load balancer) and the per-feature units of earlier
 versions (` + strings.Join(noderuntime.LegacyUnits, ", ") + `). A host without them skips the phase.`,
-		RunIf: func(d workflow.RunData) (bool, error) {
-			data, err := rundata.From(d, "node-runtime")
-			if err != nil {
-				return false, err
-			}
-			return noderuntime.Present(data.Context(), data.Host())
+		present: noderuntime.Present,
+		remove: func(ctx context.Context, h host.Host, logf func(string, ...any)) (bool, string, error) {
+			removed, err := noderuntime.Remove(ctx, h, logf)
+			return len(removed) > 0, "removed " + strings.Join(removed, ", "), err
 		},
-		Run: func(d workflow.RunData) error {
-			data, err := rundata.From(d, "node-runtime")
-			if err != nil {
-				return err
-			}
-			removed, err := noderuntime.Remove(data.Context(), data.Host(), data.Logger().Printf)
-			if err != nil {
-				return err
-			}
-			return workflow.Outcome(data.Logger(), len(removed) > 0, "removed "+strings.Join(removed, ", "))
-		},
-	}
+	}.phase()
 }
