@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -19,16 +20,18 @@ func TestSuggestedFlagsExist(t *testing.T) {
 		{[]string{"init", "phase", "upload-config"}, []string{"config"}},
 		{[]string{"token", "delete"}, nil},
 	} {
-		root := NewRootCommand()
-		c, _, err := root.Find(tc.cmd)
-		if err != nil || c == root {
-			t.Errorf("kubeforge %v: no such command (%v)", tc.cmd, err)
-			continue
-		}
-		for _, f := range tc.flags {
-			if c.Flags().Lookup(f) == nil && c.InheritedFlags().Lookup(f) == nil && c.PersistentFlags().Lookup(f) == nil {
-				t.Errorf("kubeforge %v has no --%s", tc.cmd, f)
+		t.Run(strings.Join(tc.cmd, " "), func(t *testing.T) {
+			root := NewRootCommand()
+			c, _, err := root.Find(tc.cmd)
+			if err != nil || c == root {
+				t.Errorf("kubeforge %v: no such command (%v)", tc.cmd, err)
+				return
 			}
-		}
+			for _, f := range tc.flags {
+				if c.Flags().Lookup(f) == nil && c.InheritedFlags().Lookup(f) == nil && c.PersistentFlags().Lookup(f) == nil {
+					t.Errorf("kubeforge %v has no --%s", tc.cmd, f)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -136,23 +137,25 @@ func TestFirewallPerDistro(t *testing.T) {
 		{"debian-12", func(f *fakeHost) { f.bin("ufw"); f.unit(firewalldUnit, "inactive", "disabled") }, "firewalld"},
 	}
 	for _, tc := range cases {
-		f := distroHost(t, tc.distro)
-		tc.setup(f)
-		c, err := Detect(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fw, err := c.Firewall(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := ""
-		if fw != nil {
-			got = fw.Name()
-		}
-		if got != tc.want {
-			t.Errorf("%s: firewall %q, want %q", tc.distro, got, tc.want)
-		}
+		t.Run(fmt.Sprintf("%s, want %q", tc.distro, tc.want), func(t *testing.T) {
+			f := distroHost(t, tc.distro)
+			tc.setup(f)
+			c, err := Detect(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw, err := c.Firewall(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if fw != nil {
+				got = fw.Name()
+			}
+			if got != tc.want {
+				t.Errorf("%s: firewall %q, want %q", tc.distro, got, tc.want)
+			}
+		})
 	}
 }
 

@@ -91,20 +91,22 @@ func TestCheckDirs(t *testing.T) {
 			h.Commands["readlink -m -- /srv/link"] = host.Result{Stdout: []byte("/etc\n")}
 		}, want1: "--cert-dir /srv/link resolves to /etc", want2: "system directory"},
 	} {
-		h := fakehost.New("node02")
-		if tc.setup != nil {
-			tc.setup(h)
-		}
-		cfg := config.Default()
-		if tc.cfg != nil {
-			tc.cfg(cfg)
-		}
-		err := CheckDirs(ctx, h, cfg, tc.cert, tc.kc)
-		if err == nil || !strings.Contains(err.Error(), tc.want1) || !strings.Contains(err.Error(), tc.want2) || !strings.Contains(err.Error(), "nothing") {
-			t.Errorf("%s: %v, want an error with %q and %q", tc.what, err, tc.want1, tc.want2)
-		}
-		if len(h.Changes()) != 0 {
-			t.Errorf("%s: the check changed the host: %v", tc.what, h.Changes())
-		}
+		t.Run(tc.what, func(t *testing.T) {
+			h := fakehost.New("node02")
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			cfg := config.Default()
+			if tc.cfg != nil {
+				tc.cfg(cfg)
+			}
+			err := CheckDirs(ctx, h, cfg, tc.cert, tc.kc)
+			if err == nil || !strings.Contains(err.Error(), tc.want1) || !strings.Contains(err.Error(), tc.want2) || !strings.Contains(err.Error(), "nothing") {
+				t.Errorf("%s: %v, want an error with %q and %q", tc.what, err, tc.want1, tc.want2)
+			}
+			if len(h.Changes()) != 0 {
+				t.Errorf("%s: the check changed the host: %v", tc.what, h.Changes())
+			}
+		})
 	}
 }

@@ -44,9 +44,11 @@ func TestJoinedHosts(t *testing.T) {
 		{"Node_04", "192.168.161.161"},
 		{"node04", "not-an-ip"},
 	} {
-		if ok, err := RecordJoinedHost(ctx, c, cfg, tc.name, tc.addr, uid(tc.name), now); !errors.Is(err, ErrJoinedConflict) || ok {
-			t.Errorf("record %s at %s: %v %v, want ErrJoinedConflict", tc.name, tc.addr, ok, err)
-		}
+		t.Run(tc.name+" at "+tc.addr, func(t *testing.T) {
+			if ok, err := RecordJoinedHost(ctx, c, cfg, tc.name, tc.addr, uid(tc.name), now); !errors.Is(err, ErrJoinedConflict) || ok {
+				t.Errorf("record %s at %s: %v %v, want ErrJoinedConflict", tc.name, tc.addr, ok, err)
+			}
+		})
 	}
 	if ok, err := RecordJoinedHost(ctx, c, cfg, "node04", "192.168.161.161", uid("node04"), now); err != nil || !ok {
 		t.Fatalf("record node04: %v %v", ok, err)
@@ -170,9 +172,11 @@ func TestRecordJoinedControlPlane(t *testing.T) {
 		{"master03", "192.168.161.147", cp}, // master03 elsewhere
 		{"master04", "192.168.161.147", []config.Role{config.RoleWorker}},
 	} {
-		if ok, err := RecordJoinedControlPlane(ctx, c, cfg, tc.name, tc.addr, tc.roles, now); !errors.Is(err, ErrJoinedConflict) || ok {
-			t.Errorf("record %s at %s %v: %v %v, want ErrJoinedConflict", tc.name, tc.addr, tc.roles, ok, err)
-		}
+		t.Run(tc.name+" at "+tc.addr, func(t *testing.T) {
+			if ok, err := RecordJoinedControlPlane(ctx, c, cfg, tc.name, tc.addr, tc.roles, now); !errors.Is(err, ErrJoinedConflict) || ok {
+				t.Errorf("record %s at %s %v: %v %v, want ErrJoinedConflict", tc.name, tc.addr, tc.roles, ok, err)
+			}
+		})
 	}
 	// A worker the approver recorded, joined again as a control-plane host.
 	if ok, err := RecordJoinedHost(ctx, c, cfg, "node05", "192.168.161.165", uid("node05"), now); err != nil || !ok {

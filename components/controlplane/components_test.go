@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -402,15 +403,17 @@ func TestAPIServerStopsWithinItsUnit(t *testing.T) {
 		// The apiserver refuses what does not parse; the unit keeps the default.
 		{map[string]string{"shutdown-delay-duration": "soon"}, "TimeoutStopSec=30s"},
 	} {
-		o := testOptions(t)
-		o.Cluster.Spec.Components.APIServer.ExtraArgs = tc.extra
-		c, err := o.APIServerComponent([]byte("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\n"+tc.want+"\n") {
-			t.Errorf("extraArgs %v: unit lacks %s:\n%s", tc.extra, tc.want, u[strings.Index(u, "Restart="):])
-		}
+		t.Run(fmt.Sprint(tc.extra), func(t *testing.T) {
+			o := testOptions(t)
+			o.Cluster.Spec.Components.APIServer.ExtraArgs = tc.extra
+			c, err := o.APIServerComponent([]byte("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\n"+tc.want+"\n") {
+				t.Errorf("extraArgs %v: unit lacks %s:\n%s", tc.extra, tc.want, u[strings.Index(u, "Restart="):])
+			}
+		})
 	}
 	for _, c := range all(t, o)[1:] {
 		if u := string(c.Unit("sha256:00")); !strings.Contains(u, "\nTimeoutStopSec=30s\n") {

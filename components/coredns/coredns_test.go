@@ -97,10 +97,12 @@ func TestForwardFor(t *testing.T) {
 		{"", ForwardNone, "lists no nameserver"},
 	}
 	for _, tc := range cases {
-		got, why := ForwardFor("h:/etc/resolv.conf", []byte(tc.conf))
-		if got != tc.want || !strings.Contains(why, tc.why) {
-			t.Errorf("%q: %v %q, want %v containing %q", tc.conf, got, why, tc.want, tc.why)
-		}
+		t.Run(fmt.Sprintf("%q", tc.conf), func(t *testing.T) {
+			got, why := ForwardFor("h:/etc/resolv.conf", []byte(tc.conf))
+			if got != tc.want || !strings.Contains(why, tc.why) {
+				t.Errorf("%q: %v %q, want %v containing %q", tc.conf, got, why, tc.want, tc.why)
+			}
+		})
 	}
 }
 

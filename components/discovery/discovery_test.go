@@ -194,26 +194,28 @@ func TestDiscoverFailures(t *testing.T) {
 		{"malformed endpoint", func(o *Options) { o.Endpoint = "no-port" }, nil, ErrBadInput, []string{"host:port"}},
 		{"malformed certificate key", func(o *Options) { o.CertificateKey = "xyz" }, nil, ErrBadInput, []string{"64 hex digits"}},
 	} {
-		if tc.before != nil {
-			tc.before()
-		}
-		o := base
-		if tc.mod != nil {
-			tc.mod(&o)
-		}
-		_, err := Discover(ctx, o)
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: error %v, want %v", tc.what, err, tc.want)
-			continue
-		}
-		for _, s := range tc.text {
-			if !strings.Contains(err.Error(), s) {
-				t.Errorf("%s: error %q lacks %q", tc.what, err, s)
+		t.Run(tc.what, func(t *testing.T) {
+			if tc.before != nil {
+				tc.before()
 			}
-		}
-		if strings.Contains(err.Error(), tokenSecret) {
-			t.Errorf("%s: the token secret is in the error", tc.what)
-		}
+			o := base
+			if tc.mod != nil {
+				tc.mod(&o)
+			}
+			_, err := Discover(ctx, o)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s: error %v, want %v", tc.what, err, tc.want)
+				return
+			}
+			for _, s := range tc.text {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%s: error %q lacks %q", tc.what, err, s)
+				}
+			}
+			if strings.Contains(err.Error(), tokenSecret) {
+				t.Errorf("%s: the token secret is in the error", tc.what)
+			}
+		})
 	}
 }
 
@@ -306,16 +308,18 @@ func TestDiscoverCABundle(t *testing.T) {
 		{"another kind of block", []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), "1 more PEM block"},
 		{"trailing bytes", []byte("garbage"), "trailing data"},
 	} {
-		extra := tc.extra
-		a.extraCA.Store(&extra)
-		before := a.requests.Load()
-		_, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, CertificateKey: certKey, Timeout: 5 * time.Second})
-		if !errors.Is(err, ErrCABundle) || !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), a.endpoint()) {
-			t.Errorf("%s: error %v, want ErrCABundle saying %q", tc.what, err, tc.text)
-		}
-		if n := a.requests.Load() - before; n != 1 {
-			t.Errorf("%s: %d requests, want only the anonymous cluster-info read (no token sent)", tc.what, n)
-		}
+		t.Run(tc.what, func(t *testing.T) {
+			extra := tc.extra
+			a.extraCA.Store(&extra)
+			before := a.requests.Load()
+			_, err := Discover(context.Background(), Options{Endpoint: a.endpoint(), Token: token, CAHashes: []string{a.hash}, CertificateKey: certKey, Timeout: 5 * time.Second})
+			if !errors.Is(err, ErrCABundle) || !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), a.endpoint()) {
+				t.Errorf("%s: error %v, want ErrCABundle saying %q", tc.what, err, tc.text)
+			}
+			if n := a.requests.Load() - before; n != 1 {
+				t.Errorf("%s: %d requests, want only the anonymous cluster-info read (no token sent)", tc.what, n)
+			}
+		})
 	}
 	// Whitespace after the one certificate is not a second anything.
 	nl := []byte("\n\n")

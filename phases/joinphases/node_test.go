@@ -37,25 +37,28 @@ func TestNewDataRefusesBadInputOffline(t *testing.T) {
 		t.Fatalf("good input: %v", err)
 	}
 	for _, tc := range []struct {
+		name string
 		mod  func(*Flags)
 		want string
 	}{
-		{func(f *Flags) { f.Etcd = true }, "--certificate-key"},
-		{func(f *Flags) { f.ControlPlane = true }, "--certificate-key"},
-		{func(f *Flags) { f.ControlPlane, f.CertificateKey = true, "zz" }, "--certificate-key must be"},
-		{func(f *Flags) { f.Endpoint = "" }, "endpoint"},
-		{func(f *Flags) { f.Endpoint = "nohost" }, "host:port"},
-		{func(f *Flags) { f.CAHashes = []string{"sha256:xyz"} }, "64 hex digits"},
-		{func(f *Flags) { f.CAHashes = nil }, "is required"},
-		{func(f *Flags) { f.Token = "not-a-token" }, "[a-z0-9]{6}"},
-		{func(f *Flags) { f.Etcd, f.CertificateKey = true, "short" }, "--certificate-key must be"},
+		{"etcd without key", func(f *Flags) { f.Etcd = true }, "--certificate-key"},
+		{"control plane without key", func(f *Flags) { f.ControlPlane = true }, "--certificate-key"},
+		{"control plane with malformed key", func(f *Flags) { f.ControlPlane, f.CertificateKey = true, "zz" }, "--certificate-key must be"},
+		{"no endpoint", func(f *Flags) { f.Endpoint = "" }, "endpoint"},
+		{"endpoint without port", func(f *Flags) { f.Endpoint = "nohost" }, "host:port"},
+		{"malformed CA hash", func(f *Flags) { f.CAHashes = []string{"sha256:xyz"} }, "64 hex digits"},
+		{"no CA hash", func(f *Flags) { f.CAHashes = nil }, "is required"},
+		{"malformed token", func(f *Flags) { f.Token = "not-a-token" }, "[a-z0-9]{6}"},
+		{"etcd with short key", func(f *Flags) { f.Etcd, f.CertificateKey = true, "short" }, "--certificate-key must be"},
 	} {
-		f := good
-		tc.mod(&f)
-		_, err := NewData(testNode(t), f)
-		if !errors.Is(err, discovery.ErrBadInput) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want a bad-input error about %q", f, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			f := good
+			tc.mod(&f)
+			_, err := NewData(testNode(t), f)
+			if !errors.Is(err, discovery.ErrBadInput) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: %v, want a bad-input error about %q", f, err, tc.want)
+			}
+		})
 	}
 	// A control-plane join with its key is accepted (the key is checked by
 	// discovery, against the upload).

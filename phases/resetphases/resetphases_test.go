@@ -3,6 +3,7 @@ package resetphases
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -20,17 +21,19 @@ func TestConfirm(t *testing.T) {
 		{"", ErrAborted},
 		{"yess\n", ErrAborted},
 	} {
-		var out bytes.Buffer
-		err := Confirm(strings.NewReader(tc.in), &out, "cp1")
-		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
-			t.Errorf("input %q: got %v, want %v", tc.in, err, tc.want)
-		}
-		if !strings.Contains(out.String(), "node cp1") {
-			t.Errorf("input %q: prompt %q does not name the node", tc.in, out.String())
-		}
-		// A typed answer ends the line itself; without one the prompt must.
-		if endsLine := strings.HasSuffix(out.String(), "\n"); endsLine == strings.HasSuffix(tc.in, "\n") {
-			t.Errorf("input %q: prompt %q ends its line=%v", tc.in, out.String(), endsLine)
-		}
+		t.Run(fmt.Sprintf("%q", tc.in), func(t *testing.T) {
+			var out bytes.Buffer
+			err := Confirm(strings.NewReader(tc.in), &out, "cp1")
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Errorf("input %q: got %v, want %v", tc.in, err, tc.want)
+			}
+			if !strings.Contains(out.String(), "node cp1") {
+				t.Errorf("input %q: prompt %q does not name the node", tc.in, out.String())
+			}
+			// A typed answer ends the line itself; without one the prompt must.
+			if endsLine := strings.HasSuffix(out.String(), "\n"); endsLine == strings.HasSuffix(tc.in, "\n") {
+				t.Errorf("input %q: prompt %q ends its line=%v", tc.in, out.String(), endsLine)
+			}
+		})
 	}
 }

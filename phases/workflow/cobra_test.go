@@ -165,9 +165,11 @@ func TestGeneratedCommandFlags(t *testing.T) {
 		{ca, "apiserver-cert-extra-sans", false},
 		{init, "skip-phases", true},
 	} {
-		if got := tc.cmd.Flags().Lookup(tc.flag) != nil; got != tc.want {
-			t.Errorf("%s --%s present=%v, want %v", tc.cmd.CommandPath(), tc.flag, got, tc.want)
-		}
+		t.Run(tc.cmd.Name()+" --"+tc.flag, func(t *testing.T) {
+			if got := tc.cmd.Flags().Lookup(tc.flag) != nil; got != tc.want {
+				t.Errorf("%s --%s present=%v, want %v", tc.cmd.CommandPath(), tc.flag, got, tc.want)
+			}
+		})
 	}
 	// An inherited flag is the same flag: setting it on the phase command is seen
 	// by whatever reads the parent's flag.

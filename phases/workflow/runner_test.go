@@ -362,11 +362,13 @@ func TestInvalidTrees(t *testing.T) {
 		{[]Phase{{Name: "a/b", Run: ok}}, `invalid name`},
 		{[]Phase{{Name: "g", Phases: []Phase{{Name: "leaf"}}}}, `phase "g/leaf" has neither a Run func nor nested phases`},
 	} {
-		r, _ := newTestRunner(tc.phases)
-		err := r.Run(nil)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: got %v, want %q", tc.phases, err, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			r, _ := newTestRunner(tc.phases)
+			err := r.Run(nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: got %v, want %q", tc.phases, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -163,10 +163,12 @@ func TestWriteFile(t *testing.T) {
 		{"relative/x", host.WriteOptions{}, "not absolute"},
 		{"/", host.WriteOptions{}, "root directory"},
 	} {
-		err := h.WriteFile(ctx, tc.path, []byte("x"), tc.opts)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "node1") {
-			t.Errorf("WriteFile(%q, %+v) = %v, want error with %q", tc.path, tc.opts, err, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			err := h.WriteFile(ctx, tc.path, []byte("x"), tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "node1") {
+				t.Errorf("WriteFile(%q, %+v) = %v, want error with %q", tc.path, tc.opts, err, tc.want)
+			}
+		})
 	}
 	if after := listDir(t, dir); after != before {
 		t.Fatalf("failed writes left files:\nbefore %s\nafter  %s", before, after)

@@ -156,27 +156,30 @@ func TestWriteOCIArchiveIsReproducible(t *testing.T) {
 
 func TestImageSpecValidation(t *testing.T) {
 	for _, tc := range []struct {
+		name string
 		mod  func(*ImageSpec)
 		want string
 	}{
-		{func(s *ImageSpec) { s.Name = "pause:3.10" }, "registry/repository:tag"},
-		{func(s *ImageSpec) { s.Name = "kubeforge.local/pause" }, "registry/repository:tag"},
-		{func(s *ImageSpec) { s.Name = "kubeforge.local/Pause:1" }, "lower-case"},
-		{func(s *ImageSpec) { s.Name = "kubeforge.local/pause@sha256:00" }, "registry/repository:tag"},
-		{func(s *ImageSpec) { s.Files = nil }, "no files"},
-		{func(s *ImageSpec) { s.Files[0].Path = "pause" }, "files[0].path"},
-		{func(s *ImageSpec) { s.Files[1].Path = "/a/../etc/motd" }, "files[1].path"},
-		{func(s *ImageSpec) { s.Files[1].Path = "/pause" }, "listed twice"},
-		{func(s *ImageSpec) { s.Entrypoint = nil }, "nothing to run"},
-		{func(s *ImageSpec) { s.Files[0].Mode = 0o100755 }, "beyond permissions"},
+		{"no registry", func(s *ImageSpec) { s.Name = "pause:3.10" }, "registry/repository:tag"},
+		{"no tag", func(s *ImageSpec) { s.Name = "kubeforge.local/pause" }, "registry/repository:tag"},
+		{"upper-case repository", func(s *ImageSpec) { s.Name = "kubeforge.local/Pause:1" }, "lower-case"},
+		{"digest instead of tag", func(s *ImageSpec) { s.Name = "kubeforge.local/pause@sha256:00" }, "registry/repository:tag"},
+		{"no files", func(s *ImageSpec) { s.Files = nil }, "no files"},
+		{"relative path", func(s *ImageSpec) { s.Files[0].Path = "pause" }, "files[0].path"},
+		{"path with dot-dot", func(s *ImageSpec) { s.Files[1].Path = "/a/../etc/motd" }, "files[1].path"},
+		{"duplicate path", func(s *ImageSpec) { s.Files[1].Path = "/pause" }, "listed twice"},
+		{"no entrypoint", func(s *ImageSpec) { s.Entrypoint = nil }, "nothing to run"},
+		{"mode beyond permissions", func(s *ImageSpec) { s.Files[0].Mode = 0o100755 }, "beyond permissions"},
 	} {
-		s := testSpec()
-		tc.mod(&s)
-		var buf bytes.Buffer
-		_, err := WriteOCIArchive(&buf, s)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: error %v, want %q", s, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSpec()
+			tc.mod(&s)
+			var buf bytes.Buffer
+			_, err := WriteOCIArchive(&buf, s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: error %v, want %q", s, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -49,12 +49,14 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.MTU = 100 }, "mtu: 100"},
 	}
 	for _, tc := range cases {
-		c := good
-		tc.mut(&c)
-		err := c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: got %v, want an error containing %q", c, err, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			c := good
+			tc.mut(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: got %v, want an error containing %q", c, err, tc.want)
+			}
+		})
 	}
 	if n := netCfg("10.244.0.0/16", 24).Capacity(); n != 256 {
 		t.Errorf("capacity of /16 in /24s = %d", n)

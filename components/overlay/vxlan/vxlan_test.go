@@ -62,10 +62,12 @@ func TestKernelAffected(t *testing.T) {
 		{"garbage", true},
 	}
 	for _, c := range cases {
-		got, why := KernelAffected(c.release)
-		if got != c.affected || why == "" {
-			t.Errorf("KernelAffected(%q) = %v (%s), want %v", c.release, got, why, c.affected)
-		}
+		t.Run(c.release, func(t *testing.T) {
+			got, why := KernelAffected(c.release)
+			if got != c.affected || why == "" {
+				t.Errorf("KernelAffected(%q) = %v (%s), want %v", c.release, got, why, c.affected)
+			}
+		})
 	}
 }
 
@@ -84,10 +86,12 @@ func TestDecideTxChecksum(t *testing.T) {
 		{TxOffloadEnabled, rhel8, false, true},
 	}
 	for _, c := range cases {
-		disable, why, warn, err := DecideTxChecksum(c.mode, c.release)
-		if err != nil || disable != c.disable || warn != c.warn || why == "" {
-			t.Errorf("DecideTxChecksum(%q, %q) = %v %q %v %v; want disable=%v warn=%v", c.mode, c.release, disable, why, warn, err, c.disable, c.warn)
-		}
+		t.Run(fmt.Sprintf("%q on %s", c.mode, c.release), func(t *testing.T) {
+			disable, why, warn, err := DecideTxChecksum(c.mode, c.release)
+			if err != nil || disable != c.disable || warn != c.warn || why == "" {
+				t.Errorf("DecideTxChecksum(%q, %q) = %v %q %v %v; want disable=%v warn=%v", c.mode, c.release, disable, why, warn, err, c.disable, c.warn)
+			}
+		})
 	}
 	if _, _, _, err := DecideTxChecksum("off", debian12); err == nil || !strings.Contains(err.Error(), `"off"`) {
 		t.Errorf("unknown mode: %v", err)
