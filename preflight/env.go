@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"time"
@@ -78,6 +79,24 @@ func (e *Env) configurer() (Configurer, error) {
 // fix never overwrites the pristine copy of the first.
 func (e *Env) backupSuffix() string {
 	return ".kubeforge-bak-" + e.Now().UTC().Format("20060102T150405Z")
+}
+
+// FreshHostChecks only make sense before kubeforge first set a host up:
+// afterwards its own daemons hold the ports and its own files fill
+// /etc/kubernetes.
+var FreshHostChecks = []string{"Ports", "LeftoverState"}
+
+// RerunChecks is the standard list without FreshHostChecks: the checks of a
+// re-run of init or join on a host they set up before, so the re-run
+// converges the host instead of refusing it.
+func RerunChecks(e *Env) []Checker {
+	var out []Checker
+	for _, c := range Checks(e) {
+		if !slices.Contains(FreshHostChecks, c.Name()) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Checks is the standard list, in the order they run and fix. Order matters for

@@ -18,12 +18,11 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 )
 
-// UnitMarker is in the header of every unit kubeforge writes; it is how reset
-// finds them, whichever component wrote them.
-const UnitMarker = "written by kubeforge"
-
-// UnitDir is where kubeforge's units live.
-const UnitDir = "/etc/systemd/system"
+// UnitMarker and UnitDir: see the component contract.
+const (
+	UnitMarker = component.UnitMarker
+	UnitDir    = component.UnitDir
+)
 
 // stopFirst are stopped before the rest, in this order: the kubelet would
 // otherwise restart containers that are being removed, and kube-proxy and the

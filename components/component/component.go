@@ -142,3 +142,38 @@ func RunUnit(ctx context.Context, h host.Host, name string, unit []byte, inputsC
 	}
 	return unitChanged, true, nil
 }
+
+// UnitMarker is in the header of every unit kubeforge writes; it is how reset
+// finds them, and how init and join tell a re-run from a first run.
+const UnitMarker = "written by kubeforge"
+
+// UnitDir is where kubeforge's units live.
+const UnitDir = "/etc/systemd/system"
+
+// WrittenByKubeforge reports whether unit (a file name in UnitDir) exists on h
+// and carries UnitMarker.
+func WrittenByKubeforge(ctx context.Context, h host.Host, unit string) (bool, error) {
+	data, err := h.ReadFile(ctx, UnitDir+"/"+unit)
+	if host.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bytes.Contains(data, []byte(UnitMarker)), nil
+}
+
+// SetUpBefore returns the first of units on h that kubeforge wrote ("" when
+// none): a step that writes one of them ran here before, at least in part.
+func SetUpBefore(ctx context.Context, h host.Host, units ...string) (string, error) {
+	for _, u := range units {
+		ok, err := WrittenByKubeforge(ctx, h, u)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return u, nil
+		}
+	}
+	return "", nil
+}

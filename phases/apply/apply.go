@@ -37,9 +37,6 @@ const (
 	RemoteConfig = "/var/lib/kubeforge/apply/cluster.yaml"
 	// RemoteBundle is where the phases look for the bundle by default.
 	RemoteBundle = "/opt/kubeforge/bundle"
-	// kubeletConf marks a host that is a node already: its ports are taken by
-	// design, so the standalone preflight is left to init's and join's own.
-	kubeletConf = "/etc/kubernetes/kubelet.conf"
 )
 
 // Options say what to apply and how to reach the hosts.

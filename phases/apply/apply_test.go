@@ -16,6 +16,13 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/components/component"
+)
+
+// The units whose kubeforge header tells init and join a re-run.
+var (
+	kubeAPIServerUnit = component.UnitDir + "/kube-apiserver.service"
+	kubeletUnit       = component.UnitDir + "/kubelet.service"
 )
 
 const (
@@ -112,12 +119,13 @@ func (h *fakeHost) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	case "preflight":
 		return host.Result{Stdout: []byte("[preflight] all checks passed\n")}, nil
 	case "init":
-		h.files[kubeletConf] = []byte("x")
+		h.files[kubeAPIServerUnit] = []byte("# kube-apiserver, " + component.UnitMarker)
 		if h.c.converged {
 			return host.Result{Stdout: []byte(strings.ReplaceAll(initOut, "done in", "unchanged in"))}, nil
 		}
 		return host.Result{Stdout: []byte(initOut)}, nil
 	case "join":
+		h.files[kubeletUnit] = []byte("# kubelet, " + component.UnitMarker)
 		if strings.Contains(strings.Join(argv, " "), "--etcd") {
 			n := h.c.etcdNow.Add(1)
 			defer h.c.etcdNow.Add(-1)
@@ -298,7 +306,7 @@ func TestMissingBundleNamesTheHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "node02: stage: no bundle at "+RemoteBundle+" (pass --bundle") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, ok := fc.hosts["master01"].files[kubeletConf]; ok {
+	if _, ok := fc.hosts["master01"].files[kubeAPIServerUnit]; ok {
 		t.Error("init ran although a host could not be staged")
 	}
 }
@@ -350,6 +358,40 @@ func TestResetAllOrder(t *testing.T) {
 	for n, h := range fc.hosts {
 		if _, ok := h.files[RemoteConfig]; ok {
 			t.Errorf("%s keeps apply's configuration", n)
+		}
+	}
+}
+
+// ranPreflight reports whether apply ran the standalone preflight on h.
+func (h *fakeHost) ranPreflight() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.ran {
+		if strings.Contains(strings.Join(c.Argv, " "), RemoteBinary+" preflight") {
+			return true
+		}
+	}
+	return false
+}
+
+// A run killed half-way leaves hosts that init or join set up in part: their
+// daemons hold the ports and /etc/kubernetes is full, so the standalone
+// preflight would refuse them. apply leaves such a host to init's or join's
+// re-run checks, by the same test they use (their unit is kubeforge's), and
+// still checks a host whose kubelet someone else installed.
+func TestResumedApplyLeavesHalfSetUpHostsToInitAndJoin(t *testing.T) {
+	fc := newCluster("master01", "node01", "node02", "node03", "node04")
+	fc.hosts["master01"].files[kubeAPIServerUnit] = []byte("# kube-apiserver, " + component.UnitMarker)
+	fc.hosts["node01"].files[kubeletUnit] = []byte("# kubelet, " + component.UnitMarker)                                // join killed after its kubelet phase
+	fc.hosts["node02"].files[component.UnitDir+"/containerd.service"] = []byte("# containerd, " + component.UnitMarker) // ... after containerd
+	fc.hosts["node03"].files[kubeletUnit] = []byte("[Unit]\nDescription=kubelet from a package\n")
+	var out bytes.Buffer
+	if _, err := Apply(context.Background(), options(t, fc, &out)); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out.String())
+	}
+	for name, want := range map[string]bool{"master01": false, "node01": false, "node02": false, "node03": true, "node04": true} {
+		if got := fc.hosts[name].ranPreflight(); got != want {
+			t.Errorf("%s: standalone preflight ran = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -21,6 +21,9 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
 	"github.com/kubeforge/kubeforge/components/bootstraptoken"
+	"github.com/kubeforge/kubeforge/components/component"
+	"github.com/kubeforge/kubeforge/phases/initphases"
+	"github.com/kubeforge/kubeforge/phases/joinphases"
 )
 
 // stage puts kubeforge, the configuration and the bundle on h, each only when
@@ -117,18 +120,30 @@ func remoteSHA256(ctx context.Context, h host.Host, p string, data []byte) (bool
 	return got == hex.EncodeToString(sum[:]), nil
 }
 
-// preflight runs kubeforge's checks (and fixes, with Fix) on a host that is not
-// a node yet; init and join run their own checks on a node.
+// preflight runs kubeforge's checks (and fixes, with Fix) on a host that init
+// or join did not set up before. On a host they did, in whole or in part (a
+// run killed half-way), its own daemons hold the ports and its own files fill
+// /etc/kubernetes: init and join then run their re-run checks themselves, by
+// the same test (RerunUnits: one of their units is kubeforge's), and converge
+// the host.
 func (r *run) preflight(ctx context.Context, n config.Host, h host.Host) error {
-	if _, err := h.Stat(ctx, kubeletConf); err == nil {
-		r.logs.printf(n.Name, "[apply] %s is a node already: init and join check it themselves", n.Name)
+	units, who := joinphases.RerunUnits, "join"
+	if first, err := initHost(r.o.Cluster); err == nil && first.Name == n.Name {
+		units, who = initphases.RerunUnits, "init"
+	}
+	unit, err := component.SetUpBefore(ctx, h, units...)
+	if err != nil {
+		return err
+	}
+	if unit != "" {
+		r.logs.printf(n.Name, "[apply] %s on %s is kubeforge's: %s checks the host itself", unit, n.Name, who)
 		return nil
 	}
 	args := []string{"preflight", "--config", RemoteConfig, "--node-name", n.Name}
 	if r.o.Fix {
 		args = append(args, "--fix")
 	}
-	_, err := r.kubeforge(ctx, n.Name, h, nil, args...)
+	_, err = r.kubeforge(ctx, n.Name, h, nil, args...)
 	return err
 }
 

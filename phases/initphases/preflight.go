@@ -1,21 +1,19 @@
 package initphases
 
 import (
-	"bytes"
 	"errors"
-	"path"
-	"slices"
 	"strings"
 
+	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/components/controlplane"
+	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/phases/workflow"
 	"github.com/kubeforge/kubeforge/preflight"
 )
 
-// freshHostChecks only make sense before a host's first init: on a host that
-// already runs this control plane, its own daemons hold the ports and its own
-// files fill /etc/kubernetes.
-var freshHostChecks = []string{"Ports", "LeftoverState"}
+// RerunUnits tell a re-run of init from a first run: the units init writes
+// first (etcd's, then the API server's). apply asks the same.
+var RerunUnits = []string{etcd.UnitName, controlplane.APIServer + ".service"}
 
 func (r *run) preflightPhase() workflow.Phase {
 	return workflow.Phase{
@@ -39,19 +37,14 @@ func (r *run) runPreflight(d workflow.RunData) error {
 	var opts preflight.Options
 	opts.DryRun = data.DryRun()
 	opts.Log = &lineLogger{l: data.Logger()}
-	unit, err := h.ReadFile(ctx, path.Join("/etc/systemd/system", controlplane.APIServer+".service"))
-	if err == nil && bytes.Contains(unit, []byte("written by kubeforge")) {
-		data.Logger().Printf("%s.service is kubeforge's: this host was initialized before, so the fresh-host checks (%s) do not apply",
-			controlplane.APIServer, strings.Join(freshHostChecks, ", "))
-		opts.Checks = func(e *preflight.Env) []preflight.Checker {
-			var out []preflight.Checker
-			for _, c := range preflight.Checks(e) {
-				if !slices.Contains(freshHostChecks, c.Name()) {
-					out = append(out, c)
-				}
-			}
-			return out
-		}
+	unit, err := component.SetUpBefore(ctx, h, RerunUnits...)
+	if err != nil {
+		return err
+	}
+	if unit != "" {
+		data.Logger().Printf("%s is kubeforge's: init ran here before, so the fresh-host checks (%s) do not apply",
+			unit, strings.Join(preflight.FreshHostChecks, ", "))
+		opts.Checks = preflight.RerunChecks
 	}
 	rep, err := preflight.Run(ctx, h, data.Config(), data.Node(), opts)
 	var failed *preflight.FailedError

@@ -15,6 +15,7 @@ import (
 	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/clusterinfo"
 	"github.com/kubeforge/kubeforge/components/component"
+	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/controlplane"
 	"github.com/kubeforge/kubeforge/components/install"
 	"github.com/kubeforge/kubeforge/components/inventory"
@@ -70,9 +71,10 @@ runs first because every later phase (preflight included) needs what it finds.`,
 	}
 }
 
-// freshHostChecks only apply before a host's first join: a host that joined
-// already holds the kubelet's port and its own files in /etc/kubernetes.
-var freshHostChecks = []string{"Ports", "LeftoverState"}
+// RerunUnits tell a re-run of join from a first run: containerd's unit is the
+// first thing join writes once its preflight passed, the kubelet's the first
+// before /etc/kubernetes fills and ports are taken. apply asks the same.
+var RerunUnits = []string{containerd.UnitName, kubelet.UnitName}
 
 func preflightPhase() workflow.Phase {
 	return workflow.Phase{
@@ -96,19 +98,14 @@ kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
 			jf := data.JoinFlags()
 			opts := preflight.Options{DryRun: data.DryRun(), Log: log, Fix: jf.FixPreflight, IgnoreErrors: jf.IgnorePreflightErrors,
 				FixHint: "re-running the join command with `--fix`"}
-			unit, err := h.ReadFile(ctx, path.Join("/etc/systemd/system", kubelet.UnitName))
-			if err == nil && bytes.Contains(unit, []byte("written by kubeforge")) {
-				data.Logger().Printf("%s is kubeforge's: this host joined before, so the fresh-host checks (%s) do not apply",
-					kubelet.UnitName, strings.Join(freshHostChecks, ", "))
-				opts.Checks = func(e *preflight.Env) []preflight.Checker {
-					var out []preflight.Checker
-					for _, c := range preflight.Checks(e) {
-						if !slices.Contains(freshHostChecks, c.Name()) {
-							out = append(out, c)
-						}
-					}
-					return out
-				}
+			unit, err := component.SetUpBefore(ctx, h, RerunUnits...)
+			if err != nil {
+				return err
+			}
+			if unit != "" {
+				data.Logger().Printf("%s is kubeforge's: join ran here before, so the fresh-host checks (%s) do not apply",
+					unit, strings.Join(preflight.FreshHostChecks, ", "))
+				opts.Checks = preflight.RerunChecks
 			}
 			rep, err := preflight.Run(ctx, h, data.Config(), data.Node(), opts)
 			var failed *preflight.FailedError
