@@ -48,7 +48,7 @@ run by hand.`,
 	}
 	f := c.Flags()
 	f.StringVar(&roles, "roles", "", "This host's roles, comma-separated (control-plane, etcd, worker): they choose the features")
-	f.StringVar(&o.OverlayConfig, "overlay-config", overlay.ConfigPath, "The overlay agent's configuration file")
+	f.StringVar(&o.OverlayConfig, "overlay-config", overlay.ConfigPath, "The overlay agent's configuration file; empty runs no overlay agent (another CNI networks the pods)")
 	f.StringVar(&o.ApproverKubeconfig, "approver-kubeconfig", path.Join(certs.DefaultKubeconfigDir, csrapprover.KubeconfigName), "Kubeconfig of the CSR approver's own identity (control-plane hosts)")
 	f.StringVar(&o.APIServerCert, "apiserver-cert", "", "The apiserver's serving certificate on this host: no kubelet serving certificate may carry its names")
 	f.StringVar(&o.APILBKubeconfig, "apilb-kubeconfig", kubeproxy.KubeconfigPath(certs.DefaultKubeconfigDir), "Kubeconfig the API load balancer reads the kubernetes EndpointSlices with (kube-proxy's)")

@@ -31,7 +31,9 @@ const (
 type RunOptions struct {
 	// Roles choose the features: the overlay and the balancer on every host,
 	// the approver on control-plane hosts.
-	Roles              []config.Role
+	Roles []config.Role
+	// OverlayConfig is the overlay agent's configuration; "" runs no overlay
+	// agent (the overlay phase was skipped: another CNI networks the pods).
 	OverlayConfig      string
 	ApproverKubeconfig string
 	APIServerCert      string
@@ -42,7 +44,10 @@ type RunOptions struct {
 
 // Features are the names of the features a host of these roles runs.
 func (o RunOptions) Features() []string {
-	out := []string{FeatureOverlay}
+	var out []string
+	if o.OverlayConfig != "" {
+		out = append(out, FeatureOverlay)
+	}
 	if slices.Contains(o.Roles, config.RoleControlPlane) {
 		out = append(out, FeatureCSRApprover)
 	}
@@ -64,7 +69,11 @@ func (o RunOptions) Args() []string {
 
 // Inputs are the files the features read when they start.
 func (o RunOptions) Inputs() []string {
-	in := []string{o.OverlayConfig, o.APILBKubeconfig}
+	var in []string
+	if o.OverlayConfig != "" {
+		in = append(in, o.OverlayConfig)
+	}
+	in = append(in, o.APILBKubeconfig)
 	if slices.Contains(o.Roles, config.RoleControlPlane) {
 		in = append(in, o.ApproverKubeconfig, o.APIServerCert)
 	}

@@ -47,6 +47,16 @@ func TestUnitLoadsOnSystemd219(t *testing.T) {
 	if got := strings.Join(cpOptions.Features(), ","); got != "overlay,csr-approver,apilb" {
 		t.Errorf("control-plane features %s", got)
 	}
+	// The overlay phase skipped (another CNI): no overlay agent, and the
+	// flag says so explicitly rather than falling back to the default path.
+	noOverlay := cpOptions
+	noOverlay.OverlayConfig = ""
+	if got := strings.Join(noOverlay.Features(), ","); got != "csr-approver,apilb" {
+		t.Errorf("features without an overlay %s", got)
+	}
+	if !slices.Contains(noOverlay.Args(), "--overlay-config=") || slices.Contains(noOverlay.Inputs(), "") {
+		t.Errorf("without an overlay: args %v inputs %v", noOverlay.Args(), noOverlay.Inputs())
+	}
 }
 
 // TestInstallUpgradesFromPerFeatureUnits: a host running the two old units

@@ -39,7 +39,7 @@ func NodeRuntimePhase() workflow.Phase {
 file a feature reads changed. It is kubeforge's one process on the host, its
 features chosen by the host's roles, each a goroutine under one supervisor that
 restarts a failed feature with backoff: the overlay agent (every host; its
-config from the overlay phase), the CSR approver (control-plane hosts; its
+config from the overlay phase; none when that phase was skipped for another CNI), the CSR approver (control-plane hosts; its
 kubeconfig from the csr-approver phase) and the node-local API load balancer
 on ` + noderuntime.DefaultAPILBListen + ` (every host; its pool from the kubernetes
 EndpointSlices, read with kube-proxy's identity). Each feature uses its own
@@ -57,10 +57,12 @@ its subnet and has programmed every peer.`,
 			ctx, h := data.Context(), data.Host()
 			o := RunOptions(data.Node().Roles, data.CertDir(), data.KubeconfigDir())
 			if _, err := h.Stat(ctx, o.OverlayConfig); err != nil && !data.DryRun() {
-				if host.IsNotExist(err) {
-					return fmt.Errorf("%s: %s does not exist: run the overlay phase first", h.Name(), o.OverlayConfig)
+				if !host.IsNotExist(err) {
+					return err
 				}
-				return err
+				// The overlay phase was skipped: the pods are another CNI's.
+				data.Logger().Printf("no %s (the overlay phase did not run): no overlay agent; the pod network is left to another CNI", o.OverlayConfig)
+				o.OverlayConfig = ""
 			}
 			changed, err := noderuntime.Install(ctx, noderuntime.InstallOptions{
 				Host: h, Args: o.Args(), Inputs: o.Inputs(), Logf: data.Logger().Printf,
@@ -69,7 +71,7 @@ its subnet and has programmed every peer.`,
 				return err
 			}
 			detail := fmt.Sprintf("%s running: %s", noderuntime.UnitName, strings.Join(o.Features(), ", "))
-			if !data.DryRun() {
+			if !data.DryRun() && o.OverlayConfig != "" {
 				s, err := overlay.RemoteStatus(ctx, h)
 				if err != nil {
 					return err

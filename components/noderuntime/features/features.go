@@ -84,7 +84,7 @@ func validate(o noderuntime.RunOptions) error {
 			errs = append(errs, fmt.Errorf("--roles: unknown role %q", r))
 		}
 	}
-	need := map[string]string{"--overlay-config": o.OverlayConfig, "--apilb-kubeconfig": o.APILBKubeconfig, "--apilb-listen": o.APILBListen, "--status-address": o.StatusAddress}
+	need := map[string]string{"--apilb-kubeconfig": o.APILBKubeconfig, "--apilb-listen": o.APILBListen, "--status-address": o.StatusAddress}
 	if slices.Contains(o.Roles, config.RoleControlPlane) {
 		need["--approver-kubeconfig"] = o.ApproverKubeconfig
 	}
