@@ -1,9 +1,9 @@
 package preflight
 
 import (
-	"slices"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
