@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
 )
 
 // WriteIfChanged writes p unless it already has this content and mode, and
@@ -163,9 +164,11 @@ func WrittenByKubeforge(ctx context.Context, h host.Host, unit string) (bool, er
 	return bytes.Contains(data, []byte(UnitMarker)), nil
 }
 
-// SetUpBefore returns the first of units on h that kubeforge wrote ("" when
-// none): a step that writes one of them ran here before, at least in part.
-func SetUpBefore(ctx context.Context, h host.Host, units ...string) (string, error) {
+// SetUpBefore returns the first of units on h that kubeforge wrote, or else
+// dir when kubeforge created it (it carries owndirs.Marker); "" when neither:
+// init or join ran here before, at least in part. The directory covers a run
+// killed after it wrote certificates and kubeconfigs but before any unit.
+func SetUpBefore(ctx context.Context, h host.Host, dir string, units ...string) (string, error) {
 	for _, u := range units {
 		ok, err := WrittenByKubeforge(ctx, h, u)
 		if err != nil {
@@ -175,5 +178,12 @@ func SetUpBefore(ctx context.Context, h host.Host, units ...string) (string, err
 			return u, nil
 		}
 	}
-	return "", nil
+	if dir == "" {
+		return "", nil
+	}
+	created, err := owndirs.Created(ctx, h, dir)
+	if err != nil || !created {
+		return "", err
+	}
+	return dir, nil
 }

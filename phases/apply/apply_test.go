@@ -16,6 +16,8 @@ import (
 
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/bootstrap/host/owndirs"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/component"
 )
 
@@ -380,16 +382,18 @@ func (h *fakeHost) ranPreflight() bool {
 // re-run checks, by the same test they use (their unit is kubeforge's), and
 // still checks a host whose kubelet someone else installed.
 func TestResumedApplyLeavesHalfSetUpHostsToInitAndJoin(t *testing.T) {
-	fc := newCluster("master01", "node01", "node02", "node03", "node04")
+	fc := newCluster("master01", "node01", "node02", "node03", "node04", "node05")
 	fc.hosts["master01"].files[kubeAPIServerUnit] = []byte("# kube-apiserver, " + component.UnitMarker)
 	fc.hosts["node01"].files[kubeletUnit] = []byte("# kubelet, " + component.UnitMarker)                                // join killed after its kubelet phase
 	fc.hosts["node02"].files[component.UnitDir+"/containerd.service"] = []byte("# containerd, " + component.UnitMarker) // ... after containerd
 	fc.hosts["node03"].files[kubeletUnit] = []byte("[Unit]\nDescription=kubelet from a package\n")
+	// ... after its certs phase, before any unit: /etc/kubernetes is kubeforge's.
+	fc.hosts["node05"].files[certs.DefaultKubeconfigDir+"/"+owndirs.Marker] = []byte("created by kubeforge\n")
 	var out bytes.Buffer
 	if _, err := Apply(context.Background(), options(t, fc, &out)); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out.String())
 	}
-	for name, want := range map[string]bool{"master01": false, "node01": false, "node02": false, "node03": true, "node04": true} {
+	for name, want := range map[string]bool{"master01": false, "node01": false, "node02": false, "node03": true, "node04": true, "node05": false} {
 		if got := fc.hosts[name].ranPreflight(); got != want {
 			t.Errorf("%s: standalone preflight ran = %v, want %v", name, got, want)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/kubeforge/kubeforge/bootstrap/bundle"
 	"github.com/kubeforge/kubeforge/bootstrap/config"
 	"github.com/kubeforge/kubeforge/bootstrap/host"
+	"github.com/kubeforge/kubeforge/certs"
 	"github.com/kubeforge/kubeforge/components/bootstraptoken"
 	"github.com/kubeforge/kubeforge/components/component"
 	"github.com/kubeforge/kubeforge/phases/initphases"
@@ -131,7 +132,7 @@ func (r *run) preflight(ctx context.Context, n config.Host, h host.Host) error {
 	if first, err := initHost(r.o.Cluster); err == nil && first.Name == n.Name {
 		units, who = initphases.RerunUnits, "init"
 	}
-	unit, err := component.SetUpBefore(ctx, h, units...)
+	unit, err := component.SetUpBefore(ctx, h, certs.DefaultKubeconfigDir, units...)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,9 @@ func (r *run) preflightPhase() workflow.Phase {
 		Short: "Check and prepare the host (kernel, modules, sysctls, swap, ports)",
 		Long: `Run the pre-flight checks of 'kubeforge preflight' (without fixing
 anything: run 'kubeforge preflight --fix' for that). A failed check stops init
-before anything is changed. On a host where init already brought up the control
-plane, the fresh-host checks (free ports, empty /etc/kubernetes) are skipped, so
+before anything is changed. On a host that init set up before, in whole or in
+part (its etcd or kube-apiserver unit is kubeforge's, or kubeforge created
+/etc/kubernetes), the fresh-host checks (free ports, empty /etc/kubernetes) are skipped, so
 that init can be re-run to converge the host.`,
 		Run: r.runPreflight,
 	}
@@ -37,7 +38,7 @@ func (r *run) runPreflight(d workflow.RunData) error {
 	var opts preflight.Options
 	opts.DryRun = data.DryRun()
 	opts.Log = &lineLogger{l: data.Logger()}
-	unit, err := component.SetUpBefore(ctx, h, RerunUnits...)
+	unit, err := component.SetUpBefore(ctx, h, data.KubeconfigDir(), RerunUnits...)
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,9 @@ against the cluster configuration discovery fetched (time server, CIDRs, ports),
 so they work on a host the hosts table does not list. With --fix, apply the fixes
 of the failed checks first (chrony, sysctls, modules, swap, firewall ...) and check
 again; --ignore-preflight-errors=NAME,... (or all) makes checks non-fatal. A
-failed check stops the join before anything else is changed. On a host that joined before (its
-kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
+failed check stops the join before anything else is changed. On a host that join set up before, in whole or in
+part (its containerd or kubelet unit is kubeforge's, or kubeforge created
+/etc/kubernetes), the fresh-host checks (free ports, empty
 /etc/kubernetes) are skipped, so that join can be re-run to converge the host.`,
 		Run: func(d workflow.RunData) error {
 			data, err := joinData(d, "preflight")
@@ -98,7 +99,7 @@ kubelet.service is kubeforge's), the fresh-host checks (free ports, empty
 			jf := data.JoinFlags()
 			opts := preflight.Options{DryRun: data.DryRun(), Log: log, Fix: jf.FixPreflight, IgnoreErrors: jf.IgnorePreflightErrors,
 				FixHint: "re-running the join command with `--fix`"}
-			unit, err := component.SetUpBefore(ctx, h, RerunUnits...)
+			unit, err := component.SetUpBefore(ctx, h, data.KubeconfigDir(), RerunUnits...)
 			if err != nil {
 				return err
 			}
