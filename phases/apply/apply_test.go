@@ -379,8 +379,9 @@ func (h *fakeHost) ranPreflight() bool {
 // A run killed half-way leaves hosts that init or join set up in part: their
 // daemons hold the ports and /etc/kubernetes is full, so the standalone
 // preflight would refuse them. apply leaves such a host to init's or join's
-// re-run checks, by the same test they use (their unit is kubeforge's), and
-// still checks a host whose kubelet someone else installed.
+// re-run checks, by the same test they use (their unit is kubeforge's, or
+// kubeforge created /etc/kubernetes), and still checks a host whose kubelet
+// someone else installed.
 func TestResumedApplyLeavesHalfSetUpHostsToInitAndJoin(t *testing.T) {
 	fc := newCluster("master01", "node01", "node02", "node03", "node04", "node05")
 	fc.hosts["master01"].files[kubeAPIServerUnit] = []byte("# kube-apiserver, " + component.UnitMarker)

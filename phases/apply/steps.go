@@ -125,8 +125,8 @@ func remoteSHA256(ctx context.Context, h host.Host, p string, data []byte) (bool
 // or join did not set up before. On a host they did, in whole or in part (a
 // run killed half-way), its own daemons hold the ports and its own files fill
 // /etc/kubernetes: init and join then run their re-run checks themselves, by
-// the same test (RerunUnits: one of their units is kubeforge's), and converge
-// the host.
+// the same test (component.SetUpBefore: one of their RerunUnits is kubeforge's,
+// or kubeforge created /etc/kubernetes), and converge the host.
 func (r *run) preflight(ctx context.Context, n config.Host, h host.Host) error {
 	units, who := joinphases.RerunUnits, "join"
 	if first, err := initHost(r.o.Cluster); err == nil && first.Name == n.Name {
